@@ -1,0 +1,225 @@
+"""The `elsabro` command: parses arguments, calls the library, prints. Nothing else.
+
+Errors elsabro raises on purpose print one line on stderr and exit 1 (`daemon status`
+exits 3 when no daemon runs); argparse's usage errors exit 2. Imports stay lazy so
+that `elsabro publish` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import client as client_mod
+from .errors import DaemonNotRunning, ElsabroError, UsageError
+from .settings import Settings
+
+T = TypeVar("T")
+
+
+def default_project(env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """`$CLAUDE_PROJECT_DIR`, else the git top level of the working directory, else it."""
+    env = dict(os.environ) if env is None else env
+    if env.get("CLAUDE_PROJECT_DIR"):
+        return Path(env["CLAUDE_PROJECT_DIR"]).absolute()
+    here = (cwd or Path.cwd()).absolute()
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return here
+
+
+class Context:
+    """What every command needs: settings and the project."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.settings = Settings.from_env()
+        self.project = str(Path(args.project).absolute()) if args.project else str(default_project())
+
+    def client(self) -> client_mod.Client:
+        return client_mod.Client(self.settings, self.project)
+
+    def with_daemon(self, call: Callable[[client_mod.Client], T]) -> T:
+        """Run a call, starting the daemon once if none answers."""
+        try:
+            return call(self.client())
+        except DaemonNotRunning:
+            client_mod.start_daemon(self.settings)
+            return call(self.client())
+
+
+def _json_arg(text: str, what: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _query_params(args: argparse.Namespace) -> dict[str, str]:
+    from .query import parse_time  # resolved here, in the user's time zone
+
+    params = {
+        "topic": args.topic,
+        "correlation": getattr(args, "correlation", None),
+        "id": getattr(args, "id", None),
+    }
+    for name in ("since", "until"):
+        value = getattr(args, name, None)
+        params[name] = parse_time(value) if value else None
+    if args.limit is not None:
+        params["limit"] = str(args.limit)
+    return {key: value for key, value in params.items() if value}
+
+
+def _print_record(line: bytes, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(line.decode("utf-8", "replace") + "\n")
+    else:
+        record = json.loads(line)
+        session = (record.get("correlationId") or "-")[:8]
+        payload = json.dumps(record.get("payload"), ensure_ascii=False)
+        payload = payload if len(payload) <= 80 else payload[:77] + "..."
+        sys.stdout.write(
+            f"{record['sequence']:>7}  {record['timestamp']}  {record['topic']:<30} {session:<8}  {payload}\n"
+        )
+    sys.stdout.flush()
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def cmd_daemon(ctx: Context, args: argparse.Namespace) -> int:
+    settings = ctx.settings
+    if args.action == "run":
+        from .daemon import run
+
+        run(settings, foreground=not args.quiet)
+        return 0
+    if args.action == "start":
+        if not client_mod.is_running(settings):
+            client_mod.start_daemon(settings)
+        print(f"elsabro daemon running on {settings.socket_path}")
+        return 0
+    if args.action == "stop":
+        stopped = client_mod.stop_daemon(settings)
+        print("elsabro daemon stopped" if stopped else "elsabro daemon was not running")
+        return 0
+    try:
+        status = client_mod.Client(settings, timeout_s=5.0).status()
+    except DaemonNotRunning:
+        print(json.dumps({"running": False}) if args.json else "elsabro daemon is not running")
+        return 3
+    if args.json:
+        print(json.dumps({"running": True, **status}))
+    else:
+        print(f"elsabro {status['version']} running, pid {status['pid']}, up {status['uptimeS']:.0f} s")
+        print(f"socket: {status['socket']}")
+        for project in status["projects"]:
+            print(f"project: {project}")
+    return 0
+
+
+def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
+    event: dict[str, Any] = {
+        "topic": args.topic,
+        "payload": _json_arg(args.data, "--data") if args.data else None,
+    }
+    for key, value in (
+        ("correlationId", args.correlation_id),
+        ("causationId", args.causation_id),
+        ("source", args.source),
+        ("type", args.type),
+    ):
+        if value is not None:
+            event[key] = value
+    if args.metadata:
+        event["metadata"] = _json_arg(args.metadata, "--metadata")
+    stored = ctx.with_daemon(lambda c: c.publish(event))
+    print(json.dumps(stored, ensure_ascii=False))
+    return 0
+
+
+def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
+    params = _query_params(args)
+    for line in ctx.with_daemon(lambda c: c.events(params)):
+        _print_record(line, args.json)
+    return 0
+
+
+def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
+    params = _query_params(args)
+    if not args.follow:
+        return cmd_history(ctx, args)
+    params["follow"] = "1"
+    lines = ctx.with_daemon(lambda c: c.stream("/v1/events", params))
+    try:
+        for line in lines:
+            _print_record(line, args.json)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+# -- parsing -------------------------------------------------------------------------
+
+
+def _add_filters(parser: argparse.ArgumentParser, *, limit: int | None) -> None:
+    parser.add_argument("--topic", help="topic or pattern: * is one segment, # any number")
+    parser.add_argument("--json", action="store_true", help="one stored event per line, as JSON")
+    parser.add_argument("--limit", "-n", type=int, default=limit, help="only the last N matching events")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="elsabro", description="Event pipeline for coding agents.")
+    parser.add_argument(
+        "--project", help="project directory (default: $CLAUDE_PROJECT_DIR, git top level, cwd)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    daemon = commands.add_parser("daemon", help="start, stop, inspect or run the daemon")
+    daemon.add_argument("action", choices=["start", "stop", "status", "run"])
+    daemon.add_argument("--json", action="store_true", help="status as JSON")
+    daemon.add_argument("--quiet", action="store_true", help="run: log only to the log file")
+    daemon.set_defaults(func=cmd_daemon)
+
+    publish = commands.add_parser("publish", help="publish one event")
+    publish.add_argument("topic")
+    publish.add_argument("--data", help="the payload as JSON, or - to read it from stdin")
+    publish.add_argument("--correlation-id")
+    publish.add_argument("--causation-id")
+    publish.add_argument("--source")
+    publish.add_argument("--type", help="default: inferred from the topic (agent.started -> AgentStarted)")
+    publish.add_argument("--metadata", help="metadata as a JSON object")
+    publish.set_defaults(func=cmd_publish)
+
+    history = commands.add_parser("history", help="stored events, oldest first")
+    _add_filters(history, limit=None)
+    history.add_argument("--since", help="ISO 8601 or a duration back from now: 15m, 2h, 7d")
+    history.add_argument("--until", help="ISO 8601 or a duration back from now")
+    history.add_argument("--correlation", help="only this correlation id (a session)")
+    history.add_argument("--id", help="only the event with this id")
+    history.set_defaults(func=cmd_history)
+
+    tail = commands.add_parser("tail", help="the latest events; -f keeps following")
+    _add_filters(tail, limit=10)
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    tail.set_defaults(func=cmd_tail)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(Context(args), args))
+    except ElsabroError as exc:
+        print(f"elsabro: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, DaemonNotRunning) and args.command == "daemon" else 1
+    except BrokenPipeError:  # `elsabro history | head`
+        return 0

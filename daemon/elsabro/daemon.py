@@ -1,0 +1,225 @@
+"""The daemon process: one per user, serving every project over one Unix socket.
+
+Lifecycle, in order:
+  startup   take the lock (one instance at a time: an flock, released by the kernel
+            when the process dies, so no stale pid file can block a restart), bind the
+            socket owner-only inside an owner-only directory, signal `ready`.
+  serve     accept connections; refuse peers of another uid where the OS tells it.
+  shutdown  stop accepting, let requests in flight finish (bounded), write and fsync
+            everything accepted, close the logs, remove the socket, release the lock.
+
+SIGTERM, SIGINT and `POST /v1/shutdown` start a graceful shutdown; a second signal
+exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from .errors import DaemonAlreadyRunning, DaemonError
+from .http import Request, Response, serve_connection
+from .projects import Projects
+from .server import Server
+from .settings import Settings
+
+log = logging.getLogger("elsabro.daemon")
+
+
+def package_version() -> str:
+    try:
+        return version("elsabro")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def prepare_socket_dir(path: Path) -> None:
+    """Create the socket's directory owner-only, and refuse one that another user owns."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise DaemonError(f"{path} belongs to another user; set ELSABRO_SOCKET to a directory of yours")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def acquire_lock(lock_path: Path) -> int:
+    """An exclusive flock on the lock file, held for the daemon's whole life."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DaemonAlreadyRunning(f"another elsabro daemon holds {lock_path}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end, where the OS tells it."""
+    if hasattr(socket, "SO_PEERCRED"):  # Linux
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return int(struct.unpack("3i", creds)[1])
+    if sys.platform == "darwin":  # LOCAL_PEERCRED on SOL_LOCAL: struct xucred, cr_uid after cr_version
+        creds = sock.getsockopt(0, 0x001, struct.calcsize("Ii16i"))
+        return int(struct.unpack("Ii16i", creds)[1])
+    return None
+
+
+class Daemon:
+    """The daemon: call `serve()` inside an event loop; `ready` is set once it accepts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.version = package_version()
+        self.started_monotonic = time.monotonic()
+        self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="elsabro-io")
+        self.projects = Projects(settings, self.io)
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._lock_fd: int | None = None
+        self._in_flight = 0
+        self._app = Server(self)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve(self) -> None:
+        await self.startup()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        settings = self.settings
+        settings.check_socket_path()
+        prepare_socket_dir(settings.socket_path.parent)
+        self._lock_fd = acquire_lock(settings.lock_path)
+        with contextlib.suppress(FileNotFoundError):
+            settings.socket_path.unlink()  # left by a daemon that was killed; the lock says it is gone
+        old_umask = os.umask(0o177)  # the socket is born 0600: no window where others may connect
+        try:
+            self._server = await asyncio.start_unix_server(self._accept, path=str(settings.socket_path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(settings.socket_path, 0o600)
+        self.started_monotonic = time.monotonic()
+        log.info("elsabro %s listening on %s (pid %d)", self.version, settings.socket_path, os.getpid())
+        self.ready.set()
+
+    async def shutdown(self) -> None:
+        log.info("shutting down")
+        if self._server is not None:
+            self._server.close()  # stop accepting
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # requests in flight finish; idle keep-alives do not count
+        # Closing a connection ends its loop (and any `follow` stream) at its next read.
+        for writer in self._connections.values():
+            writer.close()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=1.0)
+        await self.projects.close_all()  # every accepted write is fsynced before this returns
+        self.io.shutdown(wait=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.settings.socket_path.unlink()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+        log.info("stopped")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        uid = peer_uid(sock) if sock is not None else None
+        if uid is not None and uid != os.getuid():
+            log.warning("refused a connection from uid %d", uid)
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
+        try:
+            await serve_connection(
+                reader,
+                writer,
+                self._handle,
+                max_body_bytes=self.settings.max_request_bytes,
+                idle_timeout_s=self.settings.idle_timeout_s,
+            )
+        finally:
+            self._connections.pop(task, None)
+
+    async def _handle(self, request: Request) -> Response:
+        # Counted so that shutdown waits for requests in flight, not for idle keep-alives.
+        self._in_flight += 1
+        try:
+            return await self._app(request)
+        finally:
+            self._in_flight -= 1
+
+
+def setup_logging(settings: Settings, *, foreground: bool) -> None:
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        settings.log_dir / "daemon.log", maxBytes=5 * 1024 * 1024, backupCount=3
+    )
+    handlers: list[logging.Handler] = [handler]
+    if foreground:
+        handlers.append(logging.StreamHandler())
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def run(settings: Settings, *, foreground: bool = True) -> None:
+    """Run the daemon until it is stopped (the body of `elsabro daemon run`)."""
+    setup_logging(settings, foreground=foreground)
+
+    async def main() -> None:
+        daemon = Daemon(settings)
+        loop = asyncio.get_running_loop()
+        stops = 0
+
+        def on_signal() -> None:
+            nonlocal stops
+            stops += 1
+            if stops > 1:
+                os._exit(1)  # a second signal: the user wants out now
+            daemon.request_stop()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal)
+        serving = asyncio.ensure_future(daemon.serve())
+        ready = asyncio.ensure_future(daemon.ready.wait())
+        await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if not foreground and daemon.ready.is_set():
+            _detach_stdio()  # start-up errors reached the starter; from now on only the log file
+        await serving
+
+    asyncio.run(main())
+
+
+def _detach_stdio() -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)

@@ -1,0 +1,134 @@
+"""Every error elsabro raises on purpose, under one root.
+
+    ElsabroError                  anything elsabro raises on purpose
+    ├── UsageError                a bad argument from the user (a time, a topic, a pattern, JSON)
+    ├── RequestError              a request the daemon refuses; the client sees the same class
+    │   ├── BadRequest            malformed JSON, wrong fields, bad topic (HTTP 400)
+    │   ├── ProjectError          project path not absolute, missing or not a directory (400)
+    │   ├── NotFound              no such route or object (404)
+    │   ├── PayloadTooLarge       body over the size limit (413)
+    │   └── Busy                  the project's write queue is full; retry shortly (503)
+    ├── StoreError                the log cannot take writes
+    │   ├── WriteFailed           a write or fsync failed; the writer stopped (fail closed) (507)
+    │   └── LogCorrupted          a damaged record inside the log; writes refused until repair (409)
+    └── DaemonError               the daemon process itself
+        ├── DaemonNotRunning      nothing answers on the socket
+        ├── DaemonAlreadyRunning  another daemon holds the lock
+        └── DaemonStartFailed     a started daemon did not become ready in time
+
+Library code raises these and never prints or exits; only the CLI turns them into a
+message on stderr and an exit code. Each class carries the HTTP status and the stable
+`code` the daemon sends, so the client raises the very same class on its side.
+"""
+
+from __future__ import annotations
+
+
+class ElsabroError(Exception):
+    """Root of every error elsabro raises on purpose."""
+
+    code = "error"
+    http_status = 500
+
+
+class UsageError(ElsabroError):
+    """A bad argument from the user: a time, a topic, a pattern or a JSON value."""
+
+    code = "usage"
+    http_status = 400
+
+
+class RequestError(ElsabroError):
+    """A request the daemon refuses."""
+
+    code = "request"
+    http_status = 400
+
+
+class BadRequest(RequestError):
+    """Malformed JSON, missing or unknown fields, wrong types, an invalid topic."""
+
+    code = "bad_request"
+
+
+class ProjectError(RequestError):
+    """The project path is not absolute, does not exist or is not a directory."""
+
+    code = "bad_project"
+
+
+class NotFound(RequestError):
+    """No such route or object."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class PayloadTooLarge(RequestError):
+    """The request body is over the configured limit."""
+
+    code = "too_large"
+    http_status = 413
+
+
+class Busy(RequestError):
+    """The project's write queue is full: overload is refused, not queued without limit."""
+
+    code = "busy"
+    http_status = 503
+
+
+class StoreError(ElsabroError):
+    """The log cannot take writes."""
+
+    code = "store"
+    http_status = 500
+
+
+class WriteFailed(StoreError):
+    """A write or fsync failed: the writer stops acknowledging until the daemon restarts."""
+
+    code = "write_failed"
+    http_status = 507
+
+
+class LogCorrupted(StoreError):
+    """A damaged record inside the log (not a torn tail): writes are refused until repair."""
+
+    code = "log_corrupted"
+    http_status = 409
+
+
+class DaemonError(ElsabroError):
+    """The daemon process itself."""
+
+    code = "daemon"
+
+
+class DaemonNotRunning(DaemonError):
+    """Nothing answers on the socket."""
+
+    code = "not_running"
+
+
+class DaemonAlreadyRunning(DaemonError):
+    """Another daemon holds the lock."""
+
+    code = "already_running"
+
+
+class DaemonStartFailed(DaemonError):
+    """A daemon was started but did not become ready in time."""
+
+    code = "start_failed"
+
+
+def _all_subclasses(cls: type[ElsabroError]) -> list[type[ElsabroError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+# The client turns the daemon's `code` back into the same class.
+BY_CODE: dict[str, type[ElsabroError]] = {c.code: c for c in _all_subclasses(ElsabroError)}

@@ -1,0 +1,240 @@
+"""One project's append-only log: the single writer, group commit and live readers.
+
+Publishers hand events to `append()`, which queues them and waits. One writer task per
+project takes everything queued (up to `commit_max_events`), assigns gapless sequences,
+writes the lines with one `write` and one `fdatasync`, and only then resolves every
+waiting publisher: many concurrent publishes share one fsync, and nothing is
+acknowledged before it is on disk. The queue is bounded: when it is full, `append()`
+raises Busy at once instead of letting latency grow without limit.
+
+A failed write or fsync stops the writer for good (retrying fsync can falsely succeed):
+every later append raises WriteFailed until the daemon restarts and recovers the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import segments
+from .errors import Busy, LogCorrupted, StoreError, WriteFailed
+from .model import Event, now_iso
+from .settings import Settings
+
+log = logging.getLogger("elsabro.log")
+
+
+@dataclass
+class _Pending:
+    events: list[Event]
+    extra: list[dict[str, Any]] | None  # per-event fields merged into metadata (spool ids)
+    done: asyncio.Future[list[dict[str, Any]]]
+
+
+def _dumps(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogateescape")
+
+
+class ProjectLog:
+    """The log of one project, written only by this object's writer task."""
+
+    def __init__(self, project_dir: Path, settings: Settings, io: Executor | None = None) -> None:
+        self.project_dir = project_dir
+        self.events_dir = project_dir / ".elsabro" / "events"
+        self.settings = settings
+        self._io = io
+        self._pending: deque[_Pending] = deque()
+        self._pending_events = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._failure: StoreError | None = None
+        self._fd: int | None = None
+        self._segment_bytes = 0
+        self._segment: Path | None = None
+        self.committed_sequence = 0
+        self._hash = segments.GENESIS_HASH
+        self.recent: deque[tuple[int, bytes]] = deque(maxlen=settings.recent_records)
+        self.spool_ids: set[str] = set()
+        # Notified after every commit; live readers wait on it.
+        self.changed = asyncio.Condition()
+        self._writer: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> segments.Tail:
+        """Recover the log and get ready to write (blocking: run it in a thread)."""
+        self.events_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            tail = segments.recover(self.events_dir, self.settings.recent_records)
+        except LogCorrupted as exc:
+            self._failure = exc
+            log.error("%s", exc)
+            return segments.Tail()
+        self.committed_sequence, self._hash = tail.sequence, tail.hash
+        self.recent.extend(tail.recent)
+        self.spool_ids = tail.spool_ids
+        if tail.segment is not None:
+            self._open_segment(tail.segment)
+        return tail
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="writer")
+
+    async def close(self) -> None:
+        """Stop taking appends, write and fsync everything already accepted, close."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await self._writer
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def failure(self) -> StoreError | None:
+        return self._failure
+
+    # -- appending -----------------------------------------------------------------------
+
+    async def append(
+        self, events: list[Event], extra: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Append events as one atomic batch; return their stored records once fsynced."""
+        if self._failure is not None:
+            raise type(self._failure)(str(self._failure))
+        if self._closing:
+            raise Busy("the daemon is shutting down; retry")
+        if self._pending_events + len(events) > self.settings.queue_max_events and self._pending_events:
+            raise Busy(f"write queue full ({self._pending_events} events waiting); retry shortly")
+        item = _Pending(events, extra, asyncio.get_running_loop().create_future())
+        self._pending.append(item)
+        self._pending_events += len(events)
+        self._wake.set()
+        return await item.done
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                group = self._take_group()
+                try:
+                    results, sequence, chain = await loop.run_in_executor(self._io, self._write_group, group)
+                except OSError as exc:
+                    self._fail(group, exc)
+                    return
+                # Durable now: move the tail forward and answer the publishers.
+                self.committed_sequence, self._hash = sequence, chain
+                for item, stored in zip(group, results, strict=True):
+                    self.recent.extend((record["sequence"], line) for record, line in stored)
+                    if not item.done.done():
+                        item.done.set_result([record for record, _ in stored])
+                async with self.changed:
+                    self.changed.notify_all()
+            if self._closing:
+                return
+
+    def _take_group(self) -> list[_Pending]:
+        group: list[_Pending] = []
+        count = 0
+        while self._pending and (
+            not group or count + len(self._pending[0].events) <= self.settings.commit_max_events
+        ):
+            item = self._pending.popleft()
+            group.append(item)
+            count += len(item.events)
+        self._pending_events -= count
+        return group
+
+    def _fail(self, group: list[_Pending], exc: OSError) -> None:
+        self._failure = WriteFailed(
+            f"writing {self.events_dir} failed: {exc.strerror or exc}; restart the daemon"
+        )
+        log.error("%s", self._failure)
+        for item in [*group, *self._pending]:
+            if not item.done.done():
+                item.done.set_exception(WriteFailed(str(self._failure)))
+        self._pending.clear()
+        self._pending_events = 0
+
+    # -- the blocking part, run in a thread ------------------------------------------------
+
+    def _write_group(
+        self, group: list[_Pending]
+    ) -> tuple[list[list[tuple[dict[str, Any], bytes]]], int, str]:
+        if self._fd is None or self._segment_bytes >= self.settings.segment_max_bytes:
+            self._roll()
+        sequence, chain = self.committed_sequence, self._hash
+        stored_at = now_iso()
+        results = []
+        chunks = []
+        for item in group:
+            batch_last = sequence + len(item.events) if len(item.events) > 1 else None
+            stored = []
+            for index, event in enumerate(item.events):
+                sequence += 1
+                record = event.to_wire()
+                if item.extra is not None and item.extra[index]:
+                    record["metadata"] = {**(record["metadata"] or {}), **item.extra[index]}
+                record["sequence"] = sequence
+                record["storedAt"] = stored_at
+                record["prevHash"] = chain
+                if batch_last is not None:
+                    record["batchLast"] = batch_last
+                line = _dumps(record)
+                chain = segments.line_hash(line)
+                chunks.append(line)
+                stored.append((record, line))
+            results.append(stored)
+        data = b"\n".join(chunks) + b"\n"
+        self._write_all(data)
+        os.fdatasync(self._fd)  # type: ignore[arg-type]
+        # Only now, durable: move the tail forward.
+        self._segment_bytes += len(data)
+        return results, sequence, chain
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)  # type: ignore[arg-type]
+            view = view[written:]
+
+    def _roll(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        path = self.events_dir / segments.segment_name(self.committed_sequence + 1)
+        self._open_segment(path)
+        segments.fsync_dir(self.events_dir)
+
+    def _open_segment(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._segment = path
+        self._segment_bytes = os.fstat(self._fd).st_size
+
+    async def wait_beyond(self, sequence: int) -> None:
+        """Return once a record after `sequence` is committed."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.committed_sequence > sequence)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, after_sequence: int = 0, upto: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """(sequence, line) of committed records in (after_sequence, upto], from memory when recent.
+
+        Blocking when it falls back to the files: run it in a thread.
+        """
+        upto = self.committed_sequence if upto is None else min(upto, self.committed_sequence)
+        recent = list(self.recent)
+        if recent and recent[0][0] <= after_sequence + 1:
+            yield from ((seq, line) for seq, line in recent if after_sequence < seq <= upto)
+            return
+        yield from segments.read_lines(self.events_dir, after_sequence, upto)

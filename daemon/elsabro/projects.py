@@ -1,0 +1,143 @@
+"""The projects one daemon serves: each opened on first use, recovered, then kept open.
+
+A request names its project directory. The first request for a project validates the
+path, recovers its log and starts its writer; later requests reuse it. The daemon
+remembers every project it has served (in its state dir), so that on start it can
+pick up events that hooks spooled while it was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from pathlib import Path
+
+from .errors import ProjectError
+from .log import ProjectLog
+from .settings import Settings
+
+log = logging.getLogger("elsabro.projects")
+
+# Keeps the log and every working file out of git, while a config file is committed.
+GITIGNORE = """\
+# Written by elsabro: the event log and its working files stay out of git.
+*
+!.gitignore
+!config.json
+"""
+
+
+def check_project_dir(raw: str | None) -> Path:
+    """The project directory a request names, or ProjectError saying what is wrong."""
+    if not raw:
+        raise ProjectError("no project: send the Elsabro-Project header with an absolute directory")
+    if "\x00" in raw or not os.path.isabs(raw):
+        raise ProjectError(f"project path must be absolute: {raw!r}")
+    path = Path(os.path.realpath(raw))
+    try:
+        info = path.stat()
+    except OSError:
+        raise ProjectError(f"project directory does not exist: {raw}") from None
+    if not path.is_dir():
+        raise ProjectError(f"project path is not a directory: {raw}")
+    if info.st_uid != os.getuid():
+        raise ProjectError(f"project directory is not owned by the daemon's user: {raw}")
+    return path
+
+
+class Project:
+    """Everything the daemon keeps for one project."""
+
+    def __init__(self, path: Path, settings: Settings, io: Executor | None) -> None:
+        self.path = path
+        self.log = ProjectLog(path, settings, io)
+
+    def open(self) -> None:
+        """Blocking: recover the log and write `.elsabro/.gitignore`."""
+        # Owner-only: the log is an audit trail of what the agent did, files and commands included.
+        (self.path / ".elsabro").mkdir(mode=0o700, exist_ok=True)
+        self.log.open()
+        gitignore = self.path / ".elsabro" / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text(GITIGNORE)
+
+    async def close(self) -> None:
+        await self.log.close()
+
+
+# Called once a project is open, before any request reaches it (the spool drain).
+OnOpen = Callable[[Project], Awaitable[None]]
+
+
+class Projects:
+    """The open projects, by real path."""
+
+    def __init__(self, settings: Settings, io: Executor | None = None) -> None:
+        self.settings = settings
+        self._io = io
+        self._open: dict[Path, Project] = {}
+        self._opening: dict[Path, asyncio.Future[Project]] = {}
+        self.on_open: list[OnOpen] = []
+
+    def served(self) -> list[str]:
+        return sorted(str(path) for path in self._open)
+
+    async def get(self, raw: str | None) -> Project:
+        """The open project for a directory, opening it on first use."""
+        path = check_project_dir(raw)
+        project = self._open.get(path)
+        if project is not None:
+            return project
+        pending = self._opening.get(path)
+        if pending is not None:  # another request is opening it right now
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Project] = asyncio.get_running_loop().create_future()
+        self._opening[path] = future
+        try:
+            project = await self._open_project(path)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here: waiters re-raise it themselves
+            raise
+        finally:
+            del self._opening[path]
+        future.set_result(project)
+        return project
+
+    async def _open_project(self, path: Path) -> Project:
+        project = Project(path, self.settings, self._io)
+        await asyncio.get_running_loop().run_in_executor(self._io, project.open)
+        project.log.start()
+        self._open[path] = project
+        await asyncio.get_running_loop().run_in_executor(self._io, self._remember, path)
+        for hook in self.on_open:
+            await hook(project)
+        log.info("serving project %s (last sequence %d)", path, project.log.committed_sequence)
+        return project
+
+    async def close_all(self) -> None:
+        """Finish and fsync every accepted write, then close every project."""
+        await asyncio.gather(*(project.close() for project in self._open.values()))
+        self._open.clear()
+
+    # -- the list of projects served before, for spool pick-up after a restart ------
+
+    def known(self) -> list[Path]:
+        try:
+            return [Path(p) for p in json.loads(self.settings.projects_file.read_text())]
+        except (OSError, ValueError):
+            return []
+
+    def _remember(self, path: Path) -> None:
+        known = self.known()
+        if path in known:
+            return
+        target = self.settings.projects_file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(".tmp")
+        temporary.write_text(json.dumps([str(p) for p in [*known, path]], indent=1))
+        os.replace(temporary, target)

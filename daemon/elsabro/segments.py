@@ -1,0 +1,248 @@
+"""The on-disk form of a project's log: JSON Lines segments, read back and recovered.
+
+`<project>/.elsabro/events/segment-<first sequence, 20 digits>.jsonl` holds one stored
+record per line. Each record's `prevHash` is the SHA-256 of the previous record's line
+(the first record of a log chains to 64 zeros), across segment boundaries too. Records
+of a multi-event batch carry `batchLast`, the sequence of the batch's last record, so
+recovery can drop a batch that was only partly written: batches are all or nothing.
+
+Recovery (on opening a project) follows the Kafka way: scan the newest segment; the
+first record that is incomplete, unparsable, out of sequence or off the chain starts a
+torn tail, which is copied to a quarantine file beside the segment and cut off. Only
+unacknowledged writes can be there, because nothing is acknowledged before fsync. A
+damaged record followed by intact ones is not a torn tail but corruption: the project
+refuses writes (LogCorrupted) instead of cutting acknowledged events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import LogCorrupted
+
+log = logging.getLogger("elsabro.log")
+
+GENESIS_HASH = "0" * 64
+SEGMENT_PREFIX = "segment-"
+SEGMENT_SUFFIX = ".jsonl"
+# How far back from a segment's end to look for its last line.
+_TAIL_PROBE_BYTES = 1 << 20
+
+
+def segment_name(first_sequence: int) -> str:
+    return f"{SEGMENT_PREFIX}{first_sequence:020d}{SEGMENT_SUFFIX}"
+
+
+def line_hash(line: bytes) -> str:
+    """The chain hash of one record: SHA-256 of its line without the newline."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def list_segments(events_dir: Path) -> list[tuple[int, Path]]:
+    """The segments of a log as (first sequence, path), oldest first."""
+    found = []
+    try:
+        names = os.listdir(events_dir)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX):
+            digits = name[len(SEGMENT_PREFIX) : -len(SEGMENT_SUFFIX)]
+            if digits.isdigit():
+                found.append((int(digits), events_dir / name))
+    found.sort()
+    return found
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a created, renamed or removed entry survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def iter_lines(path: Path) -> Iterator[bytes]:
+    """Complete lines of a segment, newline stripped; a trailing partial line is skipped."""
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                return  # being written right now, or a torn tail: not a record yet
+            yield line[:-1]
+
+
+def line_sequence(line: bytes) -> int:
+    """The sequence of a record line without parsing all of it.
+
+    `sequence` is written after `payload` and only flat fields follow it, and a quote
+    inside a JSON string is always escaped: the last `"sequence":` is the record's own.
+    """
+    start = line.rindex(b'"sequence":') + 11
+    end = line.index(b",", start)
+    return int(line[start:end])
+
+
+def read_lines(
+    events_dir: Path, after_sequence: int = 0, max_sequence: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(sequence, line) of every record with after_sequence < sequence <= max_sequence."""
+    found = list_segments(events_dir)
+    for index, (first, path) in enumerate(found):
+        if max_sequence is not None and first > max_sequence:
+            return
+        next_first = found[index + 1][0] if index + 1 < len(found) else None
+        if next_first is not None and next_first <= after_sequence + 1:
+            continue  # the whole segment is before the start
+        for line in iter_lines(path):
+            sequence = line_sequence(line)
+            if sequence <= after_sequence:
+                continue
+            if max_sequence is not None and sequence > max_sequence:
+                return
+            yield sequence, line
+
+
+def last_line(path: Path) -> bytes | None:
+    """The last complete line of a file, or None if it has none."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - _TAIL_PROBE_BYTES))
+        chunk = fh.read()
+    if len(chunk) == size or chunk.count(b"\n") >= 2:
+        lines = chunk.split(b"\n")
+        complete = lines[:-1]  # whatever follows the last newline is not a line
+        return complete[-1] if complete else None
+    # One record larger than the probe: read the whole segment.
+    complete_lines = list(iter_lines(path))
+    return complete_lines[-1] if complete_lines else None
+
+
+@dataclass
+class Tail:
+    """Where a recovered log ends, and what the writer needs to go on from there."""
+
+    sequence: int = 0
+    hash: str = GENESIS_HASH
+    segment: Path | None = None
+    recent: list[tuple[int, bytes]] = field(default_factory=list)
+    spool_ids: set[str] = field(default_factory=set)
+    quarantined_bytes: int = 0
+    quarantine_path: Path | None = None
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("sequence"), int):
+        return None
+    return record
+
+
+def _start_of_segment(segments: list[tuple[int, Path]]) -> tuple[int, str]:
+    """The sequence and hash the newest segment must continue from."""
+    if len(segments) < 2:
+        return segments[0][0] - 1 if segments else 0, GENESIS_HASH
+    previous = last_line(segments[-2][1])
+    return segments[-1][0] - 1, line_hash(previous) if previous is not None else GENESIS_HASH
+
+
+def recover(events_dir: Path, keep_recent: int) -> Tail:
+    """Open a log for writing: validate the newest segment and cut a torn tail."""
+    segments = list_segments(events_dir)
+    if not segments:
+        return Tail()
+    path = segments[-1][1]
+    sequence, chain = _start_of_segment(segments)
+    tail = Tail(sequence=sequence, hash=chain, segment=path)
+    data = path.read_bytes()
+    offset = 0
+    batch_start: int | None = None  # offset of the first record of an unfinished batch
+    while offset < len(data):
+        end = data.find(b"\n", offset)
+        line = data[offset:end] if end >= 0 else data[offset:]
+        record = _parse(line) if end >= 0 else None
+        if record is None or record["sequence"] != tail.sequence + 1 or record.get("prevHash") != tail.hash:
+            break
+        batch_last = record.get("batchLast")
+        if isinstance(batch_last, int) and batch_last > record["sequence"]:
+            batch_start = offset if batch_start is None else batch_start
+        else:
+            batch_start = None
+        tail.sequence, tail.hash = record["sequence"], line_hash(line)
+        _remember(tail, record, line, keep_recent)
+        offset = end + 1
+    if offset < len(data):
+        _refuse_if_corrupt(path, data, offset, tail.sequence)
+    if batch_start is not None:
+        offset = batch_start  # a batch cut short is dropped whole
+        _forget_from(tail, data, batch_start, segments)
+    if offset < len(data):
+        _quarantine(path, data, offset, tail)
+    return tail
+
+
+def _remember(tail: Tail, record: dict[str, Any], line: bytes, keep_recent: int) -> None:
+    tail.recent.append((record["sequence"], line))
+    if len(tail.recent) > keep_recent * 2:
+        del tail.recent[:-keep_recent]
+    metadata = record.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("spoolId"), str):
+        tail.spool_ids.add(metadata["spoolId"])
+
+
+def _forget_from(tail: Tail, data: bytes, offset: int, segments: list[tuple[int, Path]]) -> None:
+    """Roll the tail back to just before `offset` (the start of an unfinished batch)."""
+    kept = data[:offset]
+    lines = kept.split(b"\n")[:-1]
+    if lines:
+        tail.sequence, tail.hash = json.loads(lines[-1])["sequence"], line_hash(lines[-1])
+    else:
+        tail.sequence, tail.hash = _start_of_segment(segments)
+    tail.recent = [(seq, line) for seq, line in tail.recent if seq <= tail.sequence]
+
+
+def _refuse_if_corrupt(path: Path, data: bytes, offset: int, good_sequence: int) -> None:
+    """A damaged record with intact records after it is corruption, not a torn tail."""
+    rest = data[offset:].split(b"\n")
+    for line in rest[1:-1]:  # the first is the damaged one; the last has no newline
+        record = _parse(line)
+        if record is not None and record["sequence"] > good_sequence + 1:
+            raise LogCorrupted(
+                f"{path}: the record after sequence {good_sequence} (byte {offset}) is damaged "
+                f"but sequence {record['sequence']} follows it; run `elsabro repair`"
+            )
+
+
+def _quarantine(path: Path, data: bytes, offset: int, tail: Tail) -> None:
+    from .model import now_iso  # local: model imports pydantic, segments is also used by readers
+
+    stamp = now_iso().replace(":", "").replace("-", "").replace(".", "")
+    target = path.with_name(f"{path.name}.quarantine-{stamp}")
+    with open(target, "wb") as fh:
+        fh.write(data[offset:])
+        fh.flush()
+        os.fsync(fh.fileno())
+    with open(path, "r+b") as fh:
+        fh.truncate(offset)
+        fh.flush()
+        os.fsync(fh.fileno())
+    fsync_dir(path.parent)
+    tail.quarantined_bytes = len(data) - offset
+    tail.quarantine_path = target
+    log.warning(
+        "torn tail: moved %d bytes after sequence %d of %s to %s",
+        tail.quarantined_bytes,
+        tail.sequence,
+        path,
+        target.name,
+    )
