@@ -19,7 +19,8 @@ with open(sys.argv[2], "a") as acks:
     for i in range(100000):
         try:
             if i % 10 == 0:
-                stored = client.publish_batch([{"topic": "crash.batch", "payload": {"i": i, "k": k}} for k in range(5)])
+                batch = [{"topic": "crash.batch", "payload": {"i": i, "k": k}} for k in range(5)]
+                stored = client.publish_batch(batch)
                 acks.write("".join(r["id"] + "\\n" for r in stored))
             else:
                 acks.write(client.publish({"topic": "crash.one", "payload": {"i": i}})["id"] + "\\n")

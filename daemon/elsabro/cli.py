@@ -100,7 +100,8 @@ def cmd_daemon(ctx: Context, args: argparse.Namespace) -> int:
     if args.action == "run":
         from .daemon import run
 
-        run(settings, foreground=not args.quiet)
+        # An explicit --project is opened at start: the hook names the project whose spool waits.
+        run(settings, foreground=not args.quiet, open_at_start=[ctx.project] if args.project else None)
         return 0
     if args.action == "start":
         if not client_mod.is_running(settings):

@@ -25,15 +25,18 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
-from .errors import DaemonAlreadyRunning, DaemonError
+from .errors import DaemonAlreadyRunning, DaemonError, ElsabroError
 from .http import Request, Response, serve_connection
-from .projects import Projects
+from .projects import Project, Projects
 from .server import Server
 from .settings import Settings
+from .spool import Watcher, pending, spool_dir
 
 log = logging.getLogger("elsabro.daemon")
 
@@ -82,8 +85,9 @@ def peer_uid(sock: socket.socket) -> int | None:
 class Daemon:
     """The daemon: call `serve()` inside an event loop; `ready` is set once it accepts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, open_at_start: list[str] | None = None) -> None:
         self.settings = settings
+        self.open_at_start = open_at_start or []
         self.version = package_version()
         self.started_monotonic = time.monotonic()
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="elsabro-io")
@@ -95,6 +99,9 @@ class Daemon:
         self._lock_fd: int | None = None
         self._in_flight = 0
         self._app = Server(self)
+        self._watcher = Watcher()
+        self.projects.on_open.append(self._project_opened)
+        self._background: set[asyncio.Task[None]] = set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -119,14 +126,45 @@ class Daemon:
         finally:
             os.umask(old_umask)
         os.chmod(settings.socket_path, 0o600)
+        for marker in settings.socket_path.parent.glob("start.*"):
+            marker.rmdir()  # the hook's start-attempt markers: a daemon runs now
         self.started_monotonic = time.monotonic()
         log.info("elsabro %s listening on %s (pid %d)", self.version, settings.socket_path, os.getpid())
         self.ready.set()
+        task = asyncio.get_running_loop().create_task(self._open_spooled_projects())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _open_spooled_projects(self) -> None:
+        """Pick up events hooks spooled while no daemon ran: open those projects now."""
+        known = [str(p) for p in self.projects.known() if pending(spool_dir(p))]
+        for path in dict.fromkeys([*self.open_at_start, *known]):
+            try:
+                await self.projects.get(path)
+            except ElsabroError as exc:
+                log.warning("could not open %s at start: %s", path, exc)
+
+    async def _project_opened(self, project: Project) -> None:
+        await project.drainer.drain()
+        loop = asyncio.get_running_loop()
+
+        def on_change() -> None:  # from watchdog's thread
+            loop.call_soon_threadsafe(self._spawn, project.drainer.drain_logged())
+
+        self._watcher.watch(spool_dir(project.path), on_change)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def shutdown(self) -> None:
         log.info("shutting down")
         if self._server is not None:
             self._server.close()  # stop accepting
+        self._watcher.stop()
+        for task in self._background:
+            task.cancel()
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         while self._in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # requests in flight finish; idle keep-alives do not count
@@ -189,12 +227,12 @@ def setup_logging(settings: Settings, *, foreground: bool) -> None:
     )
 
 
-def run(settings: Settings, *, foreground: bool = True) -> None:
+def run(settings: Settings, *, foreground: bool = True, open_at_start: list[str] | None = None) -> None:
     """Run the daemon until it is stopped (the body of `elsabro daemon run`)."""
     setup_logging(settings, foreground=foreground)
 
     async def main() -> None:
-        daemon = Daemon(settings)
+        daemon = Daemon(settings, open_at_start)
         loop = asyncio.get_running_loop()
         stops = 0
 

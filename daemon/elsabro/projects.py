@@ -17,8 +17,10 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from .errors import ProjectError
+from .ingest import Ingest
 from .log import ProjectLog
 from .settings import Settings
+from .spool import Drainer
 
 log = logging.getLogger("elsabro.projects")
 
@@ -55,12 +57,15 @@ class Project:
     def __init__(self, path: Path, settings: Settings, io: Executor | None) -> None:
         self.path = path
         self.log = ProjectLog(path, settings, io)
+        self.ingest = Ingest(str(path))
+        self.drainer = Drainer(self)
 
     def open(self) -> None:
         """Blocking: recover the log and write `.elsabro/.gitignore`."""
         # Owner-only: the log is an audit trail of what the agent did, files and commands included.
         (self.path / ".elsabro").mkdir(mode=0o700, exist_ok=True)
         self.log.open()
+        self.ingest.learn(json.loads(line) for _, line in self.log.recent)
         gitignore = self.path / ".elsabro" / ".gitignore"
         if not gitignore.exists():
             gitignore.write_text(GITIGNORE)
@@ -70,6 +75,7 @@ class Project:
 
 
 # Called once a project is open, before any request reaches it (the spool drain).
+# A failing hook leaves the project unopened; the next request tries again.
 OnOpen = Callable[[Project], Awaitable[None]]
 
 
@@ -112,10 +118,10 @@ class Projects:
         project = Project(path, self.settings, self._io)
         await asyncio.get_running_loop().run_in_executor(self._io, project.open)
         project.log.start()
-        self._open[path] = project
         await asyncio.get_running_loop().run_in_executor(self._io, self._remember, path)
-        for hook in self.on_open:
+        for hook in self.on_open:  # before any request reaches the project: spooled events go first
             await hook(project)
+        self._open[path] = project
         log.info("serving project %s (last sequence %d)", path, project.log.committed_sequence)
         return project
 

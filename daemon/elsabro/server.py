@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .errors import BadRequest, NotFound
+from . import spool
+from .errors import BadRequest, Busy, NotFound, StoreError
 from .http import Request, Response
 from .model import PublishRequest
 from .projects import Project
@@ -67,6 +68,7 @@ class Server:
             ("POST", "/v1/publish"): Server.publish,
             ("POST", "/v1/publish/batch"): Server.publish_batch,
             ("GET", "/v1/events"): Server.events,
+            ("POST", "/v1/hook"): Server.hook,
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -116,6 +118,26 @@ class Server:
         project = await self.project(request)
         stored = await project.log.append([spec.to_event() for spec in specs])
         return Response.json({"events": stored})
+
+    async def hook(self, request: Request) -> Response:
+        """A Claude Code hook payload, as the forwarder sends it: stored before the answer.
+
+        The forwarder has given its payload away once the request is here, so the daemon
+        owns the event: one it cannot store now is spooled (and drained later), and one
+        that is not a hook payload is kept in `spool/rejected/`. Nothing is dropped.
+        """
+        project = await self.project(request)
+        try:
+            events = project.ingest.events(request.json())
+        except BadRequest as exc:
+            await asyncio.to_thread(spool.write, project.path, request.body, rejected=str(exc))
+            raise
+        try:
+            await project.log.append(events)
+        except (Busy, StoreError) as exc:
+            await asyncio.to_thread(spool.write, project.path, request.body)
+            return Response.json({"spooled": str(exc)}, 202)
+        return Response.json({})
 
     async def events(self, request: Request) -> Response:
         query = Query.from_params(request.params)
