@@ -2,92 +2,20 @@
 
 Every test gets its own HOME, socket and project: nothing touches the real `$HOME`,
 `~/.claude` or a daemon the user runs. Readiness is awaited with deadlines, never with
-fixed sleeps.
+fixed sleeps. The helpers live in support.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from elsabro.client import Client, is_running
-from elsabro.settings import Settings
-
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy, or fail after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.005)
-
-
-@dataclass
-class World:
-    """A throwaway HOME, socket and project, with the environment that points at them."""
-
-    root: Path
-    home: Path
-    project: Path
-    env: dict[str, str]
-    settings: Settings = field(init=False)
-    daemons: list[DaemonProcess] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.settings = Settings.from_env(self.env)
-
-    def client(self, project: Path | str | None = None) -> Client:
-        return Client(self.settings, str(project or self.project))
-
-    def cli(
-        self,
-        *args: str,
-        input: str | None = None,
-        check: bool = True,
-        cwd: Path | None = None,
-        timeout_s: float = 60.0,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the real `elsabro` entry point in this world."""
-        result = subprocess.run(
-            [sys.executable, "-m", "elsabro", *args],
-            env=self.env,
-            cwd=cwd or self.project,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"elsabro {' '.join(args)} exited {result.returncode}: {result.stderr}")
-        return result
-
-    def events(self) -> list[dict[str, Any]]:
-        """Every stored record of the project, read straight from the segment files."""
-        import json
-
-        records = []
-        for path in sorted((self.project / ".elsabro" / "events").glob("segment-*.jsonl")):
-            records.extend(json.loads(line) for line in path.read_bytes().splitlines())
-        return records
+from support import DaemonProcess, World, stop_any_daemon
 
 
 @pytest.fixture
@@ -105,69 +33,8 @@ def world() -> Iterator[World]:
     yield made
     for daemon in made.daemons:
         daemon.close()
-    _stop_any_daemon(root)
+    stop_any_daemon(root)
     shutil.rmtree(root, ignore_errors=True)
-
-
-def _stop_any_daemon(root: Path) -> None:
-    lock = root / "run" / "daemon.lock"
-    if lock.exists():
-        text = lock.read_text().strip()
-        if text.isdigit():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(text), signal.SIGKILL)
-
-
-@dataclass
-class DaemonProcess:
-    """A real daemon subprocess in a world."""
-
-    world: World
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> DaemonProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "elsabro", "daemon", "run", "--quiet"],
-            env=self.world.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.world.daemons.append(self)
-        wait_until(self._ready, what="the daemon to answer")
-        return self
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            err = self.process.stderr.read().decode() if self.process.stderr else ""
-            raise AssertionError(f"daemon exited with {self.process.returncode}: {err}")
-        return is_running(self.world.settings)
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, no flush beyond what was fsynced."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def terminate(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=20)
-
-    def close(self) -> None:
-        """Stop the process if it still runs and release its pipe."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.terminate()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
 
 
 @pytest.fixture

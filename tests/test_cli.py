@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import World
 from elsabro.cli import default_project
+from support import World
 
 
 def test_newcomer_flow_publish_starts_the_daemon_and_history_reads_it_back(world: World) -> None:

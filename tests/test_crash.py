@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import DaemonProcess, World, wait_until
+from support import DaemonProcess, World, wait_until
 
 # A publisher that records each acknowledged event id, flushed at once, until the daemon dies.
 PUBLISHER = """

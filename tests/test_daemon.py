@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from conftest import DaemonProcess, World, wait_until
 from elsabro.errors import BadRequest, ProjectError
 from elsabro.query import parse_time
+from support import DaemonProcess, World, wait_until
 
 
 def raw_request(world: World, data: bytes, timeout_s: float = 10.0) -> tuple[int, dict[str, Any]]:

@@ -168,6 +168,34 @@ def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hooks(ctx: Context, args: argparse.Namespace) -> int:
+    from . import claude
+
+    path = claude.settings_path("project" if args.project_scope else "user", Path(ctx.project))
+    if args.action == "install":
+        count = claude.install(path)
+        print(f"elsabro hooks registered for {count} events in {path}")
+        if claude.plugin_installed():
+            print(
+                "note: the elsabro plugin is installed too; each event would be recorded twice",
+                file=sys.stderr,
+            )
+    elif claude.uninstall(path):
+        print(f"elsabro hooks removed from {path}")
+    else:
+        print(f"no elsabro hooks in {path}")
+    return 0
+
+
+def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
+    from .doctor import run_checks
+
+    checks = run_checks(ctx.settings, Path(ctx.project))
+    for check in checks:
+        print(f"{'ok ' if check.ok else 'FIX'}  {check.name:<12} {check.detail}")
+    return 0 if all(check.ok for check in checks) else 1
+
+
 # -- parsing -------------------------------------------------------------------------
 
 
@@ -212,6 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(tail, limit=10)
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     tail.set_defaults(func=cmd_tail)
+
+    hooks = commands.add_parser(
+        "hooks", help="register the hook in Claude Code settings (without the plugin)"
+    )
+    hooks.add_argument("action", choices=["install", "uninstall"])
+    scope = hooks.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--user", dest="project_scope", action="store_false", help="~/.claude/settings.json (default)"
+    )
+    scope.add_argument(
+        "--project", dest="project_scope", action="store_true", help="<project>/.claude/settings.json"
+    )
+    hooks.set_defaults(func=cmd_hooks, project_scope=False)
+
+    doctor = commands.add_parser("doctor", help="check the whole chain and say what to fix")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 
