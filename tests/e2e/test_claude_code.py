@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from run_claude import ensure_claude, run_scenario
-from scenario import EXPECTED_HOOKS, FINAL_TEXT, ID
 
 from elsabro.ingest import TOPICS
+from run_claude import ensure_claude, run_scenario
+from scenario import EXPECTED_HOOKS, FINAL_TEXT, ID
 from support import REPO, DaemonProcess, World, wait_until
 
 pytestmark = pytest.mark.e2e
