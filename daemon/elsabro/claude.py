@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,8 @@ def _without_ours(hooks: dict[str, Any]) -> dict[str, Any]:
     """The hooks table with elsabro's entries taken out, and groups they leave empty."""
     kept: dict[str, Any] = {}
     for event, groups in hooks.items():
-        if not isinstance(groups, list):
-            kept[event] = groups
+        if not isinstance(groups, list) or not any(_group_has_ours(group) for group in groups):
+            kept[event] = groups  # untouched, even an empty list the user wrote
             continue
         new_groups = []
         for group in groups:
@@ -89,10 +90,18 @@ def _without_ours(hooks: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def _group_has_ours(group: Any) -> bool:
+    return (
+        isinstance(group, dict)
+        and isinstance(group.get("hooks"), list)
+        and any(map(_is_ours, group["hooks"]))
+    )
+
+
 def install(path: Path, script: Path | None = None) -> int:
     """Register the forwarder for every event in a settings file; returns events registered."""
     data = _load(path)
-    command = f"sh '{script or hook_script()}'"
+    command = f"sh {shlex.quote(str(script or hook_script()))}"
     hooks = _without_ours(data.get("hooks", {}))
     for event in EVENTS:
         entry = {"type": "command", "command": command, "timeout": TIMEOUT_S}

@@ -29,14 +29,18 @@ class _Response:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._file = sock.makefile("rb")
-        status_line = self._file.readline()
-        if not status_line:
-            raise DaemonError("the daemon closed the connection without answering")
-        self.status = int(status_line.split()[1])
         self.headers: dict[str, str] = {}
-        while (line := self._file.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            self.headers[name.strip().lower()] = value.strip()
+        try:
+            status_line = self._file.readline()
+            if not status_line:
+                raise DaemonError("the daemon closed the connection without answering")
+            self.status = int(status_line.split()[1])
+            while (line := self._file.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                self.headers[name.strip().lower()] = value.strip()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self._file.close()

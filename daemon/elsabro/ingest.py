@@ -9,6 +9,7 @@ sends SubagentStop with no start): every one is stored, none waits for a partner
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -53,13 +54,21 @@ TOPICS: dict[str, str] = {
 
 _NOT_SEGMENT = re.compile(r"[^A-Za-z0-9_\-:]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_MAX_SEGMENT_CHARS = 100
 # How many open tool calls, agents and tasks to remember per project for linking.
 _MEMORY = 10_000
 
 
 def _segment(text: Any, fallback: str) -> str:
-    """A safe topic segment from a name (`mcp__github__create_issue`, `Bash` -> `bash`)."""
+    """A safe topic segment from a name (`mcp__github__create_issue`, `Bash` -> `bash`).
+
+    A very long name is cut and given a short hash of the whole, so the topic stays
+    valid (topics are at most 256 characters) and still tells long names apart.
+    """
     cleaned = _NOT_SEGMENT.sub("_", str(text or "").lower()).strip("_")
+    if len(cleaned) > _MAX_SEGMENT_CHARS:
+        digest = hashlib.sha256(cleaned.encode()).hexdigest()[:8]
+        cleaned = f"{cleaned[: _MAX_SEGMENT_CHARS - 9]}_{digest}"
     return cleaned or fallback
 
 
