@@ -183,3 +183,20 @@ def test_the_hook_is_plain_posix_sh() -> None:
         assert bashism not in text, bashism
     assert subprocess.run(["dash", "-n", str(HOOK)], capture_output=True).returncode == 0
     assert os.access(HOOK, os.X_OK)
+
+
+def test_a_hung_daemon_does_not_hold_the_session(world: World, daemon: DaemonProcess) -> None:
+    """SessionEnd gets 1.5 s in all: the send has a hard limit well under it."""
+    import signal
+
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        data = json.dumps(payload("SessionEnd")).encode()
+        env = {**world.env, "CLAUDE_PROJECT_DIR": str(world.project)}
+        result = subprocess.run(["/bin/sh", str(HOOK)], input=data, env=env, capture_output=True, timeout=1.5)
+        assert (result.returncode, result.stdout) == (0, b"")
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+    # The request reached the socket before the limit: the resumed daemon stores it.
+    wait_until(lambda: [r["topic"] for r in world.events()] == ["session.ended"], what="the event")
