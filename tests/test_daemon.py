@@ -283,8 +283,9 @@ def test_peer_uid_is_checked_for_other_users(world: World, daemon: DaemonProcess
         text=True,
         timeout=30,
     )
-    # Connected (the file allowed it), then closed without an answer: the daemon checked the uid.
-    assert result.returncode in (52, 56), result.stderr  # empty reply, or reset
+    # The file allowed the connection; the daemon closed it without an answer. Depending on how
+    # fast it closes, curl calls that "couldn't connect", "empty reply" or "reset"; the log says why.
+    assert result.returncode in (7, 52, 56), result.stderr
     assert result.stdout == ""
     log = (world.home / ".local" / "state" / "elsabro" / "log" / "daemon.log").read_text()
     assert f"refused a connection from uid {nobody}" in log

@@ -256,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check the whole chain and say what to fix")
     doctor.set_defaults(func=cmd_doctor)
+
+    from .cli_subscriptions import register
+
+    register(commands)
     return parser
 
 

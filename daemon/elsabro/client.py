@@ -121,9 +121,9 @@ class Client:
     ) -> Any:
         return json.loads(self.call(method, path, body, params))
 
-    def stream(self, path: str, params: dict[str, str]) -> Iterator[bytes]:
-        """Lines of a streamed answer (`follow`), as they arrive, with no timeout."""
-        response = self._open("GET", path + "?" + urlencode(params, quote_via=quote), None, None)
+    def stream(self, path: str, params: dict[str, str], timeout_s: float | None = None) -> Iterator[bytes]:
+        """Lines of a streamed answer (`follow`) as they arrive; TimeoutError after `timeout_s` of silence."""
+        response = self._open("GET", path + "?" + urlencode(params, quote_via=quote), None, timeout_s)
         if response.status >= 300:
             raise _error_from(response.status, response.read())
         pending = b""

@@ -31,14 +31,33 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from .errors import DaemonAlreadyRunning, DaemonError, ElsabroError
+from . import config as config_mod
+from .config import CONFIG_FILE
+from .errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError
 from .http import Request, Response, serve_connection
+from .model import Event, new_event_id, now_iso
 from .projects import Project, Projects
 from .server import Server
 from .settings import Settings
-from .spool import Watcher, pending, spool_dir
+from .spool import is_spool_file, pending, spool_dir
+from .watcher import Watcher
 
 log = logging.getLogger("elsabro.daemon")
+
+RELOAD_DELAY_S = 0.2
+
+
+def config_invalid(project: Path, problems: list[str]) -> Event:
+    """The `config.invalid` event: what is wrong, while the last good config keeps running."""
+    return Event(
+        id=new_event_id(),
+        type="ConfigInvalid",
+        topic="config.invalid",
+        timestamp=now_iso(),
+        source="elsabro",
+        metadata={"projectDir": str(project)},
+        payload={"file": str(project / CONFIG_FILE), "errors": problems},
+    )
 
 
 def package_version() -> str:
@@ -102,6 +121,7 @@ class Daemon:
         self._watcher = Watcher()
         self.projects.on_open.append(self._project_opened)
         self._background: set[asyncio.Task[None]] = set()
+        self._reloads: dict[Path, asyncio.TimerHandle] = {}
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -145,13 +165,41 @@ class Daemon:
                 log.warning("could not open %s at start: %s", path, exc)
 
     async def _project_opened(self, project: Project) -> None:
+        """Subscriptions first (durable ones then see spooled events), then the spool."""
+        await self._load_config(project)
         await project.drainer.drain()
         loop = asyncio.get_running_loop()
 
-        def on_change() -> None:  # from watchdog's thread
+        def spool_changed() -> None:  # from watchdog's thread
             loop.call_soon_threadsafe(self._spawn, project.drainer.drain_logged())
 
-        self._watcher.watch(spool_dir(project.path), on_change)
+        def config_changed() -> None:
+            loop.call_soon_threadsafe(self._schedule_reload, project)
+
+        self._watcher.watch(spool_dir(project.path), is_spool_file, spool_changed)
+        self._watcher.watch(
+            project.path / CONFIG_FILE.parent, lambda name: name == CONFIG_FILE.name, config_changed
+        )
+
+    def _schedule_reload(self, project: Project) -> None:
+        # Editors write a file in several steps: apply once, shortly after the last one.
+        pending_reload = self._reloads.pop(project.path, None)
+        if pending_reload is not None:
+            pending_reload.cancel()
+        self._reloads[project.path] = asyncio.get_running_loop().call_later(
+            RELOAD_DELAY_S, self._spawn, self._load_config(project)
+        )
+
+    async def _load_config(self, project: Project) -> None:
+        """Apply the project's config; an invalid one keeps the last good one running."""
+        try:
+            project.config = await asyncio.to_thread(
+                config_mod.load, project.path, self.settings.user_config_file
+            )
+        except ConfigError as exc:
+            log.error("invalid config for %s, keeping the last good one: %s", project.path, exc)
+            await project.log.append([config_invalid(project.path, exc.details)])
+        project.dispatcher.apply(project.config)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -2,6 +2,8 @@
 
     ElsabroError                  anything elsabro raises on purpose
     ├── UsageError                a bad argument from the user (a time, a topic, a pattern, JSON)
+    ├── ConfigError               an invalid config file; names the JSON path of each mistake
+    ├── HandlerError              one attempt of a subscription's handler failed (exit, timeout)
     ├── RequestError              a request the daemon refuses; the client sees the same class
     │   ├── BadRequest            malformed JSON, wrong fields, bad topic (HTTP 400)
     │   ├── ProjectError          project path not absolute, missing or not a directory (400)
@@ -36,6 +38,27 @@ class UsageError(ElsabroError):
 
     code = "usage"
     http_status = 400
+
+
+class ConfigError(ElsabroError):
+    """An invalid config file; `details` holds one `json.path: problem` line per mistake."""
+
+    code = "config"
+    http_status = 400
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or [message]
+
+
+class HandlerError(ElsabroError):
+    """One attempt of a subscription's handler failed: a non-zero exit, a timeout, an I/O error."""
+
+    code = "handler"
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class RequestError(ElsabroError):

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
+from .config import ProjectConfig
+from .dispatch import Dispatcher
 from .errors import ProjectError
 from .ingest import Ingest
 from .log import ProjectLog
@@ -59,6 +61,8 @@ class Project:
         self.log = ProjectLog(path, settings, io)
         self.ingest = Ingest(str(path))
         self.drainer = Drainer(self)
+        self.dispatcher = Dispatcher(self)
+        self.config = ProjectConfig()
 
     def open(self) -> None:
         """Blocking: recover the log and write `.elsabro/.gitignore`."""
@@ -71,6 +75,7 @@ class Project:
             gitignore.write_text(GITIGNORE)
 
     async def close(self) -> None:
+        await self.dispatcher.stop()
         await self.log.close()
 
 

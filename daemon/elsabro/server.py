@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from . import spool
-from .errors import BadRequest, Busy, NotFound, StoreError
+from .deadletters import DeadLetters
+from .dispatch import attempt
+from .errors import BadRequest, Busy, HandlerError, NotFound, StoreError
 from .http import Request, Response
-from .model import PublishRequest
+from .model import PublishRequest, new_event_id, now_iso
 from .projects import Project
-from .query import Query
+from .query import Query, parse_time
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -69,6 +71,12 @@ class Server:
             ("POST", "/v1/publish/batch"): Server.publish_batch,
             ("GET", "/v1/events"): Server.events,
             ("POST", "/v1/hook"): Server.hook,
+            ("GET", "/v1/subscriptions"): Server.subscriptions,
+            ("POST", "/v1/subscriptions/test"): Server.test_subscription,
+            ("POST", "/v1/ack"): Server.ack,
+            ("GET", "/v1/deadletters"): Server.dead_letters,
+            ("POST", "/v1/deadletters/retry"): Server.retry_dead_letters,
+            ("POST", "/v1/deadletters/purge"): Server.purge_dead_letters,
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -146,6 +154,86 @@ class Server:
             return Response(content_type=NDJSON, stream=follow(project, query))
         lines = await asyncio.to_thread(_select, project, query, project.log.committed_sequence)
         return Response(body=b"".join(line + b"\n" for line in lines), content_type=NDJSON)
+
+    async def subscriptions(self, request: Request) -> Response:
+        project = await self.project(request)
+        return Response.json({"subscriptions": project.dispatcher.status()})
+
+    async def test_subscription(self, request: Request) -> Response:
+        """Run one subscription's handler once on a given event; cursors stay as they are."""
+        body = _object(request)
+        project = await self.project(request)
+        member = project.dispatcher.member(str(body.get("name")))
+        record = body.get("event")
+        if not isinstance(record, dict) or not isinstance(record.get("topic"), str):
+            raise BadRequest("event must be an event object with at least a topic")
+        record = {"id": new_event_id(), "timestamp": now_iso(), **record}
+        try:
+            await attempt(project, member, record, 1)
+        except HandlerError as exc:
+            return Response.json({"ok": False, "error": str(exc), "detail": exc.detail})
+        return Response.json({"ok": True})
+
+    async def ack(self, request: Request) -> Response:
+        body = _object(request)
+        project = await self.project(request)
+        project.dispatcher.ack(
+            str(body.get("subscription")), str(body.get("eventId")), bool(body.get("ok", True))
+        )
+        return Response.json({})
+
+    async def dead_letters(self, request: Request) -> Response:
+        project = await self.project(request)
+        since = parse_time(request.params["since"]) if request.params.get("since") else None
+        letters = DeadLetters(project.path)
+        if request.params.get("id"):
+            return Response.json(await asyncio.to_thread(letters.get, request.params["id"]))
+        found = await asyncio.to_thread(letters.entries, request.params.get("subscription") or None, since)
+        return Response.json({"deadLetters": found})
+
+    async def retry_dead_letters(self, request: Request) -> Response:
+        """Each selected entry goes once more through its subscription; it leaves only on success."""
+        project, chosen = await self._chosen_letters(request)
+        letters = DeadLetters(project.path)
+        done, failed = [], []
+        for entry in chosen:
+            try:
+                member = project.dispatcher.member(entry["subscriber"])
+                await attempt(project, member, entry["originalEvent"], entry["retryCount"] + 2)
+            except (HandlerError, NotFound) as exc:
+                await asyncio.to_thread(letters.update, entry["id"], retryCount=entry["retryCount"] + 1)
+                failed.append({"id": entry["id"], "error": str(exc)})
+            else:
+                done.append(entry["id"])
+        await asyncio.to_thread(letters.remove, set(done))
+        return Response.json({"succeeded": done, "failed": failed})
+
+    async def purge_dead_letters(self, request: Request) -> Response:
+        project, chosen = await self._chosen_letters(request)
+        removed = await asyncio.to_thread(DeadLetters(project.path).remove, {e["id"] for e in chosen})
+        return Response.json({"purged": removed})
+
+    async def _chosen_letters(self, request: Request) -> tuple[Project, list[dict[str, Any]]]:
+        """The dead letters a retry or purge names: ids, a subscription, or all."""
+        body = _object(request)
+        project = await self.project(request)
+        entries = await asyncio.to_thread(DeadLetters(project.path).entries, body.get("subscription"))
+        if body.get("ids"):
+            wanted = set(body["ids"])
+            missing = wanted - {e["id"] for e in entries}
+            if missing:
+                raise NotFound(f"no dead letter {sorted(missing)[0]}")
+            return project, [e for e in entries if e["id"] in wanted]
+        if body.get("all") or body.get("subscription"):
+            return project, entries
+        raise BadRequest("name dead letters by ids, a subscription, or all")
+
+
+def _object(request: Request) -> dict[str, Any]:
+    body = request.json()
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
 
 
 def _select(project: Project, query: Query, upto: int) -> list[bytes]:

@@ -68,6 +68,13 @@ class Settings:
 
         return Path(platformdirs.user_log_dir("elsabro"))
 
+    @cached_property
+    def user_config_file(self) -> Path:
+        """The user's config, merged under every project's `.elsabro/config.json`."""
+        import platformdirs
+
+        return Path(platformdirs.user_config_dir("elsabro")) / "config.json"
+
     @property
     def lock_path(self) -> Path:
         return self.socket_path.with_name("daemon.lock")

@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +29,6 @@ from .errors import Busy, ElsabroError
 from .model import Event, format_time
 
 if TYPE_CHECKING:
-    from watchdog.observers.api import BaseObserver
-
     from .projects import Project
 
 log = logging.getLogger("elsabro.spool")
@@ -42,6 +39,10 @@ _NAME = re.compile(r"^(\d{10,20})-(\d+)\.json$")
 # Files per atomic batch: bounds memory and the work redone after a crash.
 CHUNK_FILES = 500
 BUSY_RETRIES = 20
+
+
+def is_spool_file(name: str) -> bool:
+    return _NAME.match(name) is not None
 
 
 def spool_dir(project: Path) -> Path:
@@ -192,32 +193,3 @@ class Drainer:
             except Busy:
                 await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
         await self.project.log.append(events, extra)
-
-
-class Watcher:
-    """Watches the spool directories of open projects and drains on new files (watchdog)."""
-
-    def __init__(self) -> None:
-        self._observer: BaseObserver | None = None
-
-    def watch(self, directory: Path, on_change: Callable[[], None]) -> None:
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                path = os.fsdecode(event.dest_path or event.src_path)
-                if _NAME.match(os.path.basename(path)):
-                    on_change()
-
-        if self._observer is None:
-            self._observer = Observer()
-            self._observer.daemon = True
-            self._observer.start()
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._observer.schedule(Handler(), str(directory), recursive=False)
-
-    def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)

@@ -1,0 +1,269 @@
+"""The project's configuration: `.elsabro/config.json`, merged over the user's own.
+
+The `events` block is the seed's ("Configuración": `enabled`, `bus`, `store`, `webhooks`);
+`subscriptions` lists what the daemon runs for this project. Durations keep the seed's
+unit, milliseconds (`retryDelay`, `timeout`). Loading validates everything and names the
+exact JSON path of a mistake; `ProjectConfig.model_json_schema()` is what
+`elsabro config schema` prints for editors.
+
+The user-level file (platformdirs config dir) is merged under the project's: objects
+merge key by key, `subscriptions` merge by name, the project winning.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from .errors import ConfigError, UsageError
+from .topics import check_pattern, check_topic, matches
+
+CONFIG_FILE = Path(".elsabro") / "config.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Retention(_Strict):
+    max_events: int | None = Field(default=None, ge=1)
+    max_age: str | None = Field(default=None, pattern=r"^\d+[dmy]$")
+
+
+class Snapshots(_Strict):
+    enabled: bool = True
+    frequency: int = Field(default=100, ge=1)
+
+
+class StoreConfig(_Strict):
+    enabled: bool = True
+    backend: Literal["file"] = "file"
+    path: str = ".elsabro/events"
+    retention: Retention = Retention()
+    snapshots: Snapshots = Snapshots()
+
+
+class BusConfig(_Strict):
+    max_listeners: int = Field(default=100, ge=1)
+    default_timeout: int = Field(default=30_000, ge=1, description="milliseconds")
+
+
+class Signing(_Strict):
+    enabled: bool = True
+    algorithm: Literal["sha256", "sha512"] = "sha256"
+    header: str = "X-Webhook-Signature"
+
+
+class Retry(_Strict):
+    max_attempts: int = Field(default=3, ge=1)
+    backoff: Literal["linear", "exponential"] = "exponential"
+    initial_delay: int = Field(default=1000, ge=0, description="milliseconds")
+    max_delay: int = Field(default=30_000, ge=0, description="milliseconds")
+
+
+class WebhookEndpoint(_Strict):
+    id: str
+    url: str
+    events: list[str] = ["*"]
+    secret: str | None = None
+    headers: dict[str, str] = {}
+    enabled: bool = True
+
+
+class WebhooksConfig(_Strict):
+    enabled: bool = True
+    endpoints: list[WebhookEndpoint] = []
+    signing: Signing = Signing()
+    retry: Retry = Retry()
+
+
+class EventsConfig(_Strict):
+    enabled: bool = True
+    bus: BusConfig = BusConfig()
+    store: StoreConfig = StoreConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
+
+
+class ExecHandler(_Strict):
+    """Run a program (no shell) with the event JSON on stdin; exit 0 is success."""
+
+    type: Literal["exec"]
+    argv: list[str] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = {}
+
+
+class AppendHandler(_Strict):
+    """Append the event as one JSON line to a file (relative paths are under the project)."""
+
+    type: Literal["append"]
+    path: str = Field(min_length=1)
+
+
+class PublishHandler(_Strict):
+    """Republish the event under another topic: a derived event caused by the original."""
+
+    type: Literal["publish"]
+    topic: str
+
+    @field_validator("topic")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        return _checked(check_topic, value)
+
+
+Handler = Annotated[ExecHandler | AppendHandler | PublishHandler, Field(discriminator="type")]
+
+
+class Options(_Strict):
+    """The seed's subscription options."""
+
+    queue: str | None = Field(default=None, description="subscriptions sharing a queue compete for events")
+    durable: bool = Field(default=False, description="persist the cursor: resume after restarts")
+    ack: Literal["auto", "manual"] = "auto"
+    max_retries: int = Field(default=3, ge=0, le=100)
+    retry_delay: int = Field(default=1000, ge=0, description="milliseconds; doubled after every attempt")
+    timeout: int = Field(default=30_000, ge=1, description="milliseconds per attempt")
+    ack_wait: int = Field(default=30_000, ge=1, description="milliseconds to wait for a manual ack")
+
+
+class Subscription(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    topic: str | None = None
+    pattern: str | None = None
+    filter: str | None = Field(
+        default=None, description="a JMESPath expression over the event; truthy matches"
+    )
+    handler: Handler
+    options: Options = Options()
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Subscription:
+        if (self.topic is None) == (self.pattern is None):
+            raise ValueError("give exactly one of topic or pattern")
+        if self.topic is not None:
+            _checked(check_topic, self.topic)
+        if self.pattern is not None:
+            _checked(check_pattern, self.pattern)
+        if self.filter is not None:
+            try:
+                jmespath.compile(self.filter)
+            except JMESPathError as exc:
+                raise ValueError(f"invalid filter: {str(exc).splitlines()[0]}") from None
+        return self
+
+    @property
+    def selector(self) -> str:
+        return self.topic if self.topic is not None else self.pattern  # type: ignore[return-value]
+
+    def selects(self, topic: str) -> bool:
+        return matches(self.selector, topic)
+
+
+class ProjectConfig(_Strict):
+    """The whole of `.elsabro/config.json`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: str | None = Field(default=None, alias="$schema")
+    events: EventsConfig = EventsConfig()
+    subscriptions: list[Subscription] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProjectConfig:
+        names = [s.name for s in self.subscriptions]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"subscription names must be unique: {', '.join(duplicates)}")
+        _refuse_publish_loops(self.subscriptions)
+        return self
+
+
+def _checked(check: Any, value: str) -> str:
+    try:
+        check(value)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _refuse_publish_loops(subscriptions: list[Subscription]) -> None:
+    """A publish handler whose output can reach itself again would loop forever."""
+    publishers = [s for s in subscriptions if isinstance(s.handler, PublishHandler)]
+    edges = {s.name: [t.name for t in publishers if t.selects(s.handler.topic)] for s in publishers}  # type: ignore[union-attr]
+
+    def reaches(start: str, node: str, seen: set[str]) -> bool:
+        for following in edges[node]:
+            if following == start or (
+                following not in seen and reaches(start, following, seen | {following})
+            ):
+                return True
+        return False
+
+    for sub in publishers:
+        if reaches(sub.name, sub.name, {sub.name}):
+            raise ValueError(f"subscription {sub.name!r} republishes into itself (a loop)")
+
+
+def describe(exc: ValidationError, prefix: str = "") -> list[str]:
+    """Each error as `json.path: what is wrong`, with the path as written in the file."""
+    lines = []
+    for error in exc.errors():
+        parts = [str(p) for p in error["loc"] if not str(p).startswith("function-after")]
+        path = prefix + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts).lstrip(".")
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{path or '(top level)'}: {message}")
+    return lines
+
+
+def merge(user: dict[str, Any], project: dict[str, Any]) -> dict[str, Any]:
+    """The user's config with the project's laid over it."""
+    merged = dict(user)
+    for key, value in project.items():
+        if key == "subscriptions" and isinstance(value, list) and isinstance(user.get(key), list):
+            named = {s.get("name"): s for s in user[key] if isinstance(s, dict)}
+            named.update({s.get("name"): s for s in value if isinstance(s, dict)})
+            merged[key] = list(named.values())
+        elif isinstance(value, dict) and isinstance(user.get(key), dict):
+            merged[key] = merge(user[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A config file's JSON; a missing file is an empty config."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object")
+    return data
+
+
+def load(project: Path, user_file: Path) -> ProjectConfig:
+    """The project's effective configuration, or ConfigError listing every mistake."""
+    data = merge(read_json(user_file), read_json(project / CONFIG_FILE))
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(describe(exc)), details=describe(exc)) from None
+
+
+def schema() -> dict[str, Any]:
+    result: dict[str, Any] = ProjectConfig.model_json_schema(by_alias=True)
+    result["title"] = "elsabro project configuration (.elsabro/config.json)"
+    return result

@@ -1,0 +1,338 @@
+"""Subscriptions at work: matching, ordered delivery, retries, dead letters, cursors, queues.
+
+Every subscription, or every queue group (subscriptions sharing `options.queue`), is one
+*consumer* that reads the project's log in order from its cursor, as a pull consumer
+does: nothing is queued in memory per subscription, a slow handler delays only its own
+consumer, and events that arrived through the spool are read like any other.
+
+- Matching, as the seed's notifySubscribers: topic or pattern, then the JMESPath filter.
+  `event.handler.failed` is never delivered to the subscription that failed.
+- One event in flight per subscription: a plain subscription delivers in log order. A
+  queue group hands each event to exactly one free member, round-robin, preferring
+  members whose last delivery succeeded; order then holds per member only.
+- Each attempt is bounded by `timeout`; up to `maxRetries` more attempts follow, after
+  `retryDelay * 2^attempt` ms with +-20% jitter; then the event goes to the dead letters
+  and `event.handler.failed` is published. With `ack: manual` an attempt succeeds only
+  when `elsabro ack` arrives within `ackWait`; a nack or silence is a failed attempt.
+- The cursor is the highest sequence up to which every event was handled. A durable
+  consumer checkpoints it to `.elsabro/cursors.json` every second and at shutdown, so
+  after a crash it redelivers at most the events handled in the last second; others
+  start at the head of the log and see only new events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jmespath
+
+from . import handlers, segments
+from .config import ProjectConfig, Subscription
+from .deadletters import DeadLetters
+from .errors import HandlerError, NotFound
+from .model import Event, new_event_id, now_iso
+
+if TYPE_CHECKING:
+    from .projects import Project
+
+log = logging.getLogger("elsabro.dispatch")
+
+CURSORS = Path(".elsabro") / "cursors.json"
+CHECKPOINT_S = 1.0
+READ_BATCH = 256
+JITTER = 0.2
+FAILED_TOPIC = "event.handler.failed"
+
+
+class Member:
+    """One subscription inside a consumer, with what `subscriptions list` shows of it."""
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.filter = jmespath.compile(sub.filter) if sub.filter else None
+        self.in_flight: int | None = None
+        self.in_flight_since = 0.0
+        self.failures = 0  # failed attempts in a row on the event in flight
+        self.delivered = 0
+        self.dead_lettered = 0
+        self.last_error: str | None = None
+        self.acks: dict[str, asyncio.Future[bool]] = {}
+
+    def wants(self, record: dict[str, Any]) -> bool:
+        if not self.sub.selects(record["topic"]):
+            return False
+        if (
+            record["topic"] == FAILED_TOPIC
+            and (record.get("payload") or {}).get("subscription") == self.sub.name
+        ):
+            return False  # never tell a subscription about its own failure: no loops
+        return self.filter is None or bool(self.filter.search(record))
+
+    @property
+    def stalled(self) -> bool:
+        options = self.sub.options
+        limit_s = (options.timeout + (options.ack_wait if options.ack == "manual" else 0)) / 1000
+        late = self.in_flight is not None and time.monotonic() - self.in_flight_since > limit_s
+        return late or self.failures > 0
+
+
+class Consumer:
+    """Reads the log from a cursor and hands matching events to its members."""
+
+    def __init__(self, name: str, members: list[Member], project: Project, cursor: int) -> None:
+        self.name = name
+        self.members = members
+        self.project = project
+        self.durable = any(m.sub.options.durable for m in members)
+        self.cursor = cursor
+        self._read_position = cursor
+        self._in_flight: set[int] = set()
+        self._freed = asyncio.Event()
+        self._next_member = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"consumer {self.name}")
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *([self._runner] if self._runner else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *([self._runner] if self._runner else []), return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            for sequence, record in await self._read():
+                self._read_position = sequence
+                candidates = [m for m in self.members if m.wants(record)]
+                if not candidates:
+                    self._handled(sequence)
+                    continue
+                member = await self._free_member(candidates)
+                member.in_flight, member.in_flight_since = sequence, time.monotonic()
+                self._in_flight.add(sequence)
+                task = asyncio.get_running_loop().create_task(self._deliver(member, sequence, record))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _read(self) -> list[tuple[int, dict[str, Any]]]:
+        log_ = self.project.log
+        while log_.committed_sequence <= self._read_position:
+            await log_.wait_beyond(self._read_position)
+        after, upto = self._read_position, log_.committed_sequence
+        lines = await asyncio.to_thread(lambda: list(islice(log_.read(after, upto), READ_BATCH)))
+        return [(sequence, json.loads(line)) for sequence, line in lines]
+
+    async def _free_member(self, candidates: list[Member]) -> Member:
+        while True:
+            free = [m for m in candidates if m.in_flight is None]
+            healthy = [m for m in free if m.failures == 0] or free
+            if healthy:
+                self._next_member += 1
+                return healthy[self._next_member % len(healthy)]
+            self._freed.clear()
+            await self._freed.wait()
+
+    def _handled(self, sequence: int) -> None:
+        self._in_flight.discard(sequence)
+        self.cursor = min(self._in_flight) - 1 if self._in_flight else self._read_position
+
+    async def _deliver(self, member: Member, sequence: int, record: dict[str, Any]) -> None:
+        try:
+            await deliver(self.project, member, record)
+        finally:
+            member.in_flight = None
+            self._handled(sequence)
+            self._freed.set()
+
+
+async def attempt(
+    project: Project, member: Member, record: dict[str, Any], number: int, replay: bool = False
+) -> None:
+    """One attempt through a member's handler, and its manual ack if it wants one."""
+    sub = member.sub
+    delivery = handlers.Delivery(record, sub.name, number, replay)
+    await handlers.run(sub.handler, delivery, project.path, project.log.append, sub.options.timeout / 1000)
+    if sub.options.ack != "manual":
+        return
+    waiting: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    member.acks[record["id"]] = waiting
+    try:
+        ok = await asyncio.wait_for(waiting, sub.options.ack_wait / 1000)
+    except asyncio.TimeoutError:
+        raise HandlerError(f"no ack within {sub.options.ack_wait / 1000:g} s") from None
+    finally:
+        member.acks.pop(record["id"], None)
+    if not ok:
+        raise HandlerError("nacked")
+
+
+async def deliver(project: Project, member: Member, record: dict[str, Any]) -> None:
+    """Attempts with backoff until one succeeds or the retries run out (then dead letter)."""
+    options = member.sub.options
+    for number in range(1, options.max_retries + 2):
+        try:
+            await attempt(project, member, record, number)
+        except HandlerError as exc:
+            member.failures += 1
+            member.last_error = str(exc)
+            log.warning("%s: %s attempt %d failed: %s", member.sub.name, record["id"], number, exc)
+            if number > options.max_retries:
+                await dead_letter(project, member.sub.name, record, exc, retry_count=number - 1)
+                member.failures = 0  # parked: the subscription moves on
+                member.dead_lettered += 1
+                return
+            delay_s = options.retry_delay / 1000 * 2 ** (number - 1) * random.uniform(1 - JITTER, 1 + JITTER)
+            await asyncio.sleep(delay_s)
+        else:
+            member.failures = 0
+            member.delivered += 1
+            return
+
+
+async def dead_letter(
+    project: Project, subscriber: str, record: dict[str, Any], exc: HandlerError, retry_count: int
+) -> None:
+    letters = DeadLetters(project.path)
+    entry = await asyncio.to_thread(letters.add, record, subscriber, str(exc), exc.detail, retry_count)
+    failed = Event(
+        id=new_event_id(),
+        type="EventHandlerFailed",
+        topic=FAILED_TOPIC,
+        timestamp=now_iso(),
+        source="elsabro",
+        correlation_id=record.get("correlationId"),
+        causation_id=record["id"],
+        metadata={"projectDir": str(project.path)},
+        payload={
+            "eventId": record["id"],
+            "topic": record["topic"],
+            "subscription": subscriber,
+            "error": str(exc),
+            "retryCount": retry_count,
+            "deadLetterId": entry["id"],
+        },
+    )
+    await project.log.append([failed])
+
+
+class Dispatcher:
+    """A project's consumers, rebuilt when its configuration changes."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.consumers: dict[str, Consumer] = {}
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._saved: dict[str, int] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    def apply(self, config: ProjectConfig) -> None:
+        """Run exactly the subscriptions of `config`; unchanged consumers keep running."""
+        groups: dict[str, list[Subscription]] = {}
+        for sub in config.subscriptions:
+            key = f"queue:{sub.options.queue}" if sub.options.queue else f"sub:{sub.name}"
+            groups.setdefault(key, []).append(sub)
+        saved = _read_cursors(self.project.path)
+        for key in list(self.consumers):
+            old = self.consumers[key]
+            if [m.sub for m in old.members] != groups.get(key):
+                self._spawn_stop(self.consumers.pop(key))
+        for key, subs in groups.items():
+            if key in self.consumers:
+                continue
+            durable = any(s.options.durable for s in subs)
+            head = self.project.log.committed_sequence
+            cursor = saved.get(key, head) if durable else head
+            consumer = Consumer(key, [Member(s) for s in subs], self.project, min(cursor, head))
+            self.consumers[key] = consumer
+            consumer.start()
+        if self._checkpointer is None:
+            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
+
+    def _spawn_stop(self, consumer: Consumer) -> None:
+        task = asyncio.get_running_loop().create_task(consumer.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def stop(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+        await asyncio.gather(*(c.stop() for c in self.consumers.values()), *self._stopping)
+        await asyncio.to_thread(self._checkpoint)
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_S)
+            await asyncio.to_thread(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        cursors = {key: c.cursor for key, c in self.consumers.items() if c.durable}
+        if cursors and cursors != self._saved:
+            _write_cursors(self.project.path, {**_read_cursors(self.project.path), **cursors})
+            self._saved = cursors
+
+    def member(self, name: str) -> Member:
+        for consumer in self.consumers.values():
+            for member in consumer.members:
+                if member.sub.name == name:
+                    return member
+        raise NotFound(f"no subscription named {name!r}")
+
+    def ack(self, subscription: str, event_id: str, ok: bool) -> None:
+        waiting = self.member(subscription).acks.get(event_id)
+        if waiting is None or waiting.done():
+            raise NotFound(f"{subscription} is not waiting for an ack of {event_id}")
+        waiting.set_result(ok)
+
+    def status(self) -> list[dict[str, Any]]:
+        head = self.project.log.committed_sequence
+        rows = []
+        for consumer in self.consumers.values():
+            for member in consumer.members:
+                rows.append(
+                    {
+                        "name": member.sub.name,
+                        "selector": member.sub.selector,
+                        "queue": member.sub.options.queue,
+                        "durable": consumer.durable,
+                        "cursor": consumer.cursor,
+                        "lag": head - consumer.cursor,
+                        "inFlight": member.in_flight,
+                        "delivered": member.delivered,
+                        "failures": member.failures,
+                        "deadLettered": member.dead_lettered,
+                        "lastError": member.last_error,
+                        "stalled": member.stalled,
+                    }
+                )
+        return rows
+
+
+def _read_cursors(project: Path) -> dict[str, int]:
+    try:
+        data = json.loads((project / CURSORS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_cursors(project: Path, cursors: dict[str, int]) -> None:
+    path = project / CURSORS
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w") as fh:
+        json.dump(cursors, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    temporary.replace(path)
+    segments.fsync_dir(path.parent)
