@@ -119,6 +119,7 @@ class PublishHandler(_Strict):
 
 
 Handler = Annotated[ExecHandler | AppendHandler | PublishHandler, Field(discriminator="type")]
+HANDLER_TYPES = ("exec", "append", "publish")
 
 
 class Options(_Strict):
@@ -215,7 +216,11 @@ def describe(exc: ValidationError, prefix: str = "") -> list[str]:
     """Each error as `json.path: what is wrong`, with the path as written in the file."""
     lines = []
     for error in exc.errors():
-        parts = [str(p) for p in error["loc"] if not str(p).startswith("function-after")]
+        parts: list[str] = []
+        for part in map(str, error["loc"]):
+            if part.startswith("function-after") or (parts[-1:] == ["handler"] and part in HANDLER_TYPES):
+                continue  # pydantic's own steps (validators, the union's tag), not keys of the file
+            parts.append(part)
         path = prefix + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts).lstrip(".")
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"{path or '(top level)'}: {message}")
