@@ -71,7 +71,7 @@ def test_the_seed_configuration_block_is_accepted_as_written(tmp_path: Path) -> 
         ),
         (
             {"subscriptions": [sub("a"), {**sub("b"), "handler": {"type": "exec", "argv": []}}]},
-            "subscriptions[1].handler.exec.argv:",
+            "subscriptions[1].handler.argv:",
         ),
         ({"subscriptions": [sub("a"), sub("a")]}, "subscription names must be unique: a"),
         ({"subscriptions": [sub("a", pattern="a.*")]}, "give exactly one of topic or pattern"),
