@@ -151,9 +151,24 @@ class Daemon:
         self.started_monotonic = time.monotonic()
         log.info("elsabro %s listening on %s (pid %d)", self.version, settings.socket_path, os.getpid())
         self.ready.set()
+        self._watch_user_config()
         task = asyncio.get_running_loop().create_task(self._open_spooled_projects())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _watch_user_config(self) -> None:
+        """The user's config is merged under every project's: a change reloads them all."""
+        loop = asyncio.get_running_loop()
+        user_file = self.settings.user_config_file
+
+        def reload_all() -> None:
+            for project in self.projects.open_projects():
+                self._schedule_reload(project)
+
+        def changed() -> None:  # from watchdog's thread
+            loop.call_soon_threadsafe(reload_all)
+
+        self._watcher.watch(user_file.parent, lambda name: name == user_file.name, changed)
 
     async def _open_spooled_projects(self) -> None:
         """Pick up events hooks spooled while no daemon ran: open those projects now."""

@@ -94,6 +94,9 @@ class Projects:
         self._opening: dict[Path, asyncio.Future[Project]] = {}
         self.on_open: list[OnOpen] = []
 
+    def open_projects(self) -> list[Project]:
+        return list(self._open.values())
+
     def served(self) -> list[str]:
         return sorted(str(path) for path in self._open)
 
