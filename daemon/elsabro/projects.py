@@ -32,6 +32,7 @@ GITIGNORE = """\
 *
 !.gitignore
 !config.json
+!config.schema.json
 """
 
 
