@@ -101,10 +101,10 @@ def test_default_project_rule(tmp_path: Path) -> None:
     assert default_project({}, plain) == plain
 
 
-def test_publish_does_not_import_what_it_does_not_use(world: World) -> None:
+def test_publish_and_history_do_not_import_what_they_do_not_use(world: World) -> None:
     world.cli("daemon", "start")
     code = (
-        "import sys\nfrom elsabro.cli import main\nmain(['publish', 'x.y'])\n"
+        "import sys\nfrom elsabro.cli import main\nmain(['publish', 'x.y'])\nmain(['history', '-n', '1'])\n"
         "print(sorted(m for m in ('httpx', 'watchdog', 'pydantic', 'platformdirs', 'http.client', 'asyncio')"
         " if m in sys.modules))"
     )

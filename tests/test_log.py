@@ -206,3 +206,13 @@ def test_read_serves_recent_records_from_memory_and_older_from_disk(tmp_path: Pa
     log.open()
     assert [seq for seq, _ in log.read(after_sequence=45)] == [46, 47, 48, 49, 50]
     assert [seq for seq, _ in log.read(after_sequence=5)] == list(range(6, 51))
+
+
+def test_reading_backwards_matches_reading_forwards(tmp_path: Path) -> None:
+    write(tmp_path, [1] * 40, sequential=True, segment_max_bytes=1500)
+    events_dir = tmp_path / ".elsabro" / "events"
+    assert len(segments.list_segments(events_dir)) > 3
+    forwards = list(segments.read_lines(events_dir, after_sequence=7, max_sequence=33))
+    backwards = list(segments.read_lines_backwards(events_dir, after_sequence=7, max_sequence=33))
+    assert backwards == forwards[::-1]
+    assert [seq for seq, _ in backwards][:2] == [33, 32]

@@ -82,3 +82,11 @@ def test_query_params_round_trip() -> None:
         Query.from_params({"colour": "red"})
     with pytest.raises(UsageError):
         Query.from_params({"limit": "many"})
+
+
+def test_select_last_from_newest_first_equals_the_forward_limit() -> None:
+    lines = [_line(n, "a.x" if n % 3 else "b.y", f"2026-01-01T00:00:{n:02d}.000Z") for n in range(1, 40)]
+    for query in (Query(limit=5), Query(topic="b.#", limit=4), Query(topic="a.*", limit=100), Query(limit=0)):
+        forward = [record["sequence"] for _, record in query.select(lines)]
+        last = [record["sequence"] for _, record in query.select_last(reversed(lines))]
+        assert last == forward

@@ -238,3 +238,8 @@ class ProjectLog:
             yield from ((seq, line) for seq, line in recent if after_sequence < seq <= upto)
             return
         yield from segments.read_lines(self.events_dir, after_sequence, upto)
+
+    def read_backwards(self, after_sequence: int = 0, upto: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Committed records in (after_sequence, upto], newest first (blocking: run it in a thread)."""
+        upto = self.committed_sequence if upto is None else min(upto, self.committed_sequence)
+        yield from segments.read_lines_backwards(self.events_dir, after_sequence, upto)

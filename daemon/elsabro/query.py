@@ -13,12 +13,13 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
+from .clock import format_time
 from .errors import UsageError
-from .model import format_time
 from .topics import check_pattern, matches
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
@@ -110,6 +111,13 @@ class Query:
         if self.correlation_id is not None and record.get("correlationId") != self.correlation_id:
             return False
         return self.event_id is None or record.get("id") == self.event_id
+
+    def select_last(self, newest_first: Iterable[tuple[int, bytes]]) -> list[tuple[bytes, dict[str, Any]]]:
+        """The last `limit` matches, oldest first, reading newest first and stopping early."""
+        assert self.limit is not None
+        found = list(islice(Query.select(replace(self, limit=None), newest_first), self.limit))
+        found.reverse()
+        return found
 
     def select(self, lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[bytes, dict[str, Any]]]:
         """The matching (line, record) of `lines`, honouring `limit` (the most recent ones)."""

@@ -110,6 +110,21 @@ def read_lines(
             yield sequence, line
 
 
+def read_lines_backwards(
+    events_dir: Path, after_sequence: int = 0, max_sequence: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Like read_lines, newest first: `history --limit N` and `tail` stop after N matches."""
+    for first, path in reversed(list_segments(events_dir)):
+        for line in reversed(list(iter_lines(path))):
+            sequence = line_sequence(line)
+            if sequence <= after_sequence:
+                return
+            if max_sequence is None or sequence <= max_sequence:
+                yield sequence, line
+        if first <= after_sequence + 1:
+            return
+
+
 def last_line(path: Path) -> bytes | None:
     """The last complete line of a file, or None if it has none."""
     size = path.stat().st_size
@@ -224,7 +239,7 @@ def _refuse_if_corrupt(path: Path, data: bytes, offset: int, good_sequence: int)
 
 
 def _quarantine(path: Path, data: bytes, offset: int, tail: Tail) -> None:
-    from .model import now_iso  # local: model imports pydantic, segments is also used by readers
+    from .clock import now_iso
 
     stamp = now_iso().replace(":", "").replace("-", "").replace(".", "")
     target = path.with_name(f"{path.name}.quarantine-{stamp}")

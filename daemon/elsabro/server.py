@@ -237,6 +237,9 @@ def _object(request: Request) -> dict[str, Any]:
 
 
 def _select(project: Project, query: Query, upto: int) -> list[bytes]:
+    if query.limit is not None:  # the newest matches: read from the end, stop once found
+        found = query.select_last(project.log.read_backwards(query.after_sequence, upto))
+        return [line for line, _ in found]
     return [line for line, _ in query.select(project.log.read(query.after_sequence, upto))]
 
 
