@@ -491,3 +491,54 @@ def test_learn_ignores_records_from_other_sources() -> None:
 def test_without_learning_a_fresh_ingest_does_not_link() -> None:
     one(Ingest(PROJECT), hook("PreToolUse"))
     assert one(Ingest(PROJECT), hook("PostToolUse")).causation_id is None
+
+
+def test_early_events_of_a_new_session_wait_for_its_start() -> None:
+    import asyncio
+
+    from elsabro.ingest import Ingest
+
+    async def scenario() -> None:
+        ingest = Ingest("/p")
+        early = asyncio.ensure_future(
+            ingest.session_started({"hook_event_name": "InstructionsLoaded", "session_id": "s"})
+        )
+        second = asyncio.ensure_future(
+            ingest.session_started({"hook_event_name": "UserPromptSubmit", "session_id": "s"})
+        )
+        await asyncio.sleep(0.01)
+        assert not early.done() and not second.done()  # held back
+        await ingest.session_started({"hook_event_name": "SessionStart", "session_id": "s"})
+        await asyncio.wait_for(asyncio.gather(early, second), 1)  # released by the start
+
+        # A session whose start never comes (a resumed session's throwaway id) waits once, briefly.
+        await asyncio.wait_for(
+            ingest.session_started({"hook_event_name": "Stop", "session_id": "other"}, timeout_s=0.05), 1
+        )
+        later = asyncio.ensure_future(
+            ingest.session_started({"hook_event_name": "Stop", "session_id": "other"})
+        )
+        await asyncio.sleep(0)
+        assert later.done()
+
+        # A session seen in the stored records (after a restart) never waits.
+        restarted = Ingest("/p")
+        restarted.learn(
+            [
+                {
+                    "id": "evt_1",
+                    "topic": "tool.bash.started",
+                    "source": "claude-code",
+                    "correlationId": "known",
+                    "metadata": {},
+                    "payload": {},
+                }
+            ]
+        )
+        known = asyncio.ensure_future(
+            restarted.session_started({"hook_event_name": "Stop", "session_id": "known"})
+        )
+        await asyncio.sleep(0)
+        assert known.done()
+
+    asyncio.run(scenario())

@@ -9,6 +9,8 @@ sends SubagentStop with no start): every one is stored, none waits for a partner
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
 from collections import OrderedDict
@@ -55,6 +57,8 @@ TOPICS: dict[str, str] = {
 _NOT_SEGMENT = re.compile(r"[^A-Za-z0-9_\-:]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _MAX_SEGMENT_CHARS = 100
+# How long the first event of an unknown session waits for its SessionStart.
+SESSION_START_WAIT_S = 0.3
 # How many open tool calls, agents and tasks to remember per project for linking.
 _MEMORY = 10_000
 
@@ -102,10 +106,39 @@ class Ingest:
         self._tool_started = _Lru()  # tool_use_id -> started event id
         self._agent_started = _Lru()  # agent_id -> started event id
         self._task_status = _Lru()  # task id -> last known status
+        self._sessions = _Lru()  # session ids whose start was seen (or waited for)
+        self._starting: dict[str, asyncio.Event] = {}
+
+    async def session_started(self, payload: Any, timeout_s: float = SESSION_START_WAIT_S) -> None:
+        """Let the first events of a new session wait (briefly) for its SessionStart.
+
+        Claude Code runs the hooks of one session in parallel processes, so an early event
+        (InstructionsLoaded, UserPromptSubmit) can reach the daemon before SessionStart.
+        Holding an unknown session's first events for at most `timeout_s` keeps
+        `session.started` first; once waited for, a session never waits again.
+        """
+        if not isinstance(payload, dict) or not isinstance(payload.get("session_id"), str):
+            return
+        session = payload["session_id"]
+        if payload.get("hook_event_name") == "SessionStart":
+            self._sessions.remember(session, "started")
+            started = self._starting.pop(session, None)
+            if started is not None:
+                started.set()
+            return
+        if session in self._sessions:
+            return
+        started = self._starting.setdefault(session, asyncio.Event())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(started.wait(), timeout_s)
+        self._sessions.remember(session, "waited")
+        self._starting.pop(session, None)
 
     def learn(self, records: Iterable[dict[str, Any]]) -> None:
         """Rebuild the links from stored records (the recent tail, after a restart)."""
         for record in records:
+            if record.get("correlationId") and record.get("source") == SOURCE:
+                self._sessions.remember(record["correlationId"], "seen")
             if record.get("source") == SOURCE:
                 self._observe(
                     record["topic"], record.get("metadata") or {}, record["id"], record.get("payload")
@@ -129,6 +162,8 @@ class Ingest:
             payload=payload,
         )
         derived = self._derived(event, payload)
+        if payload["hook_event_name"] == "SessionStart" and event.correlation_id:
+            self._sessions.remember(event.correlation_id, "started")  # also when it came from the spool
         self._observe(topic, metadata, event.id, payload)
         return [event, *derived]
 

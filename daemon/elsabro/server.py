@@ -136,7 +136,9 @@ class Server:
         """
         project = await self.project(request)
         try:
-            events = project.ingest.events(request.json())
+            payload = request.json()
+            await project.ingest.session_started(payload)
+            events = project.ingest.events(payload)
         except BadRequest as exc:
             await asyncio.to_thread(spool.write, project.path, request.body, rejected=str(exc))
             raise
