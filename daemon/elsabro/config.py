@@ -178,11 +178,10 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ProjectConfig:
-        names = [s.name for s in self.subscriptions]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"subscription names must be unique: {', '.join(duplicates)}")
-        _refuse_publish_loops(self.subscriptions)
+        problems = duplicate_names([s.name for s in self.subscriptions])
+        problems += _publish_loops(self.subscriptions)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -194,7 +193,12 @@ def _checked(check: Any, value: str) -> str:
     return value
 
 
-def _refuse_publish_loops(subscriptions: list[Subscription]) -> None:
+def duplicate_names(names: list[Any]) -> list[str]:
+    duplicates = sorted({str(n) for n in names if names.count(n) > 1})
+    return [f"subscription names must be unique: {', '.join(duplicates)}"] if duplicates else []
+
+
+def _publish_loops(subscriptions: list[Subscription]) -> list[str]:
     """A publish handler whose output can reach itself again would loop forever."""
     publishers = [s for s in subscriptions if isinstance(s.handler, PublishHandler)]
     edges = {s.name: [t.name for t in publishers if t.selects(s.handler.topic)] for s in publishers}  # type: ignore[union-attr]
@@ -207,9 +211,11 @@ def _refuse_publish_loops(subscriptions: list[Subscription]) -> None:
                 return True
         return False
 
-    for sub in publishers:
-        if reaches(sub.name, sub.name, {sub.name}):
-            raise ValueError(f"subscription {sub.name!r} republishes into itself (a loop)")
+    return [
+        f"subscription {sub.name!r} republishes into itself (a loop)"
+        for sub in publishers
+        if reaches(sub.name, sub.name, {sub.name})
+    ]
 
 
 def describe(exc: ValidationError, prefix: str = "") -> list[str]:
@@ -265,7 +271,12 @@ def load(project: Path, user_file: Path) -> ProjectConfig:
     try:
         return ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("; ".join(describe(exc)), details=describe(exc)) from None
+        problems = describe(exc)
+        # Whole-file checks run only once every field is valid: name duplicates anyway.
+        subs = data.get("subscriptions")
+        if isinstance(subs, list) and not any("must be unique" in p for p in problems):
+            problems += duplicate_names([s.get("name") for s in subs if isinstance(s, dict) and "name" in s])
+        raise ConfigError("; ".join(problems), details=problems) from None
 
 
 def schema() -> dict[str, Any]:

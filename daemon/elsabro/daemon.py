@@ -180,9 +180,10 @@ class Daemon:
                 log.warning("could not open %s at start: %s", path, exc)
 
     async def _project_opened(self, project: Project) -> None:
-        """Subscriptions first (durable ones then see spooled events), then the spool."""
-        await self._load_config(project)
+        """The spool first, then subscriptions: durable ones resume from their cursors and
+        so see the spooled events; the others start at the head and see only live events."""
         await project.drainer.drain()
+        await self._load_config(project)
         loop = asyncio.get_running_loop()
 
         def spool_changed() -> None:  # from watchdog's thread

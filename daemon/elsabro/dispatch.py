@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jmespath
+from jmespath.exceptions import JMESPathError
 
 from . import handlers, segments
 from .config import ProjectConfig, Subscription
@@ -75,7 +76,15 @@ class Member:
             and (record.get("payload") or {}).get("subscription") == self.sub.name
         ):
             return False  # never tell a subscription about its own failure: no loops
-        return self.filter is None or bool(self.filter.search(record))
+        if self.filter is None:
+            return True
+        try:
+            return bool(self.filter.search(record))
+        except (JMESPathError, TypeError, ValueError) as exc:
+            # An expression that cannot be evaluated on this event (`payload.n > \`2\`` on a
+            # string) does not match it; the subscription goes on with the next one.
+            log.warning("%s: filter skipped %s: %s", self.sub.name, record.get("id"), exc)
+            return False
 
     @property
     def stalled(self) -> bool:
@@ -242,6 +251,7 @@ class Dispatcher:
             key = f"queue:{sub.options.queue}" if sub.options.queue else f"sub:{sub.name}"
             groups.setdefault(key, []).append(sub)
         saved = _read_cursors(self.project.path)
+        fresh: dict[str, int] = {}
         for key in list(self.consumers):
             old = self.consumers[key]
             if [m.sub for m in old.members] != groups.get(key):
@@ -252,9 +262,13 @@ class Dispatcher:
             durable = any(s.options.durable for s in subs)
             head = self.project.log.committed_sequence
             cursor = saved.get(key, head) if durable else head
+            if durable and key not in saved:
+                fresh[key] = cursor  # saved at once: a crash before the first checkpoint must not skip
             consumer = Consumer(key, [Member(s) for s in subs], self.project, min(cursor, head))
             self.consumers[key] = consumer
             consumer.start()
+        if fresh:
+            _write_cursors(self.project.path, {**saved, **fresh})
         if self._checkpointer is None:
             self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
 
