@@ -92,6 +92,7 @@ class Projects:
         self.settings = settings
         self._io = io
         self._open: dict[Path, Project] = {}
+        self._by_name: dict[str, Project] = {}  # the names requests used for open projects
         self._opening: dict[Path, asyncio.Future[Project]] = {}
         self.on_open: list[OnOpen] = []
 
@@ -103,9 +104,13 @@ class Projects:
 
     async def get(self, raw: str | None) -> Project:
         """The open project for a directory, opening it on first use."""
+        known = self._by_name.get(raw) if raw else None
+        if known is not None:
+            return known  # the hot path: no path resolution (three lstat calls) per request
         path = check_project_dir(raw)
         project = self._open.get(path)
         if project is not None:
+            self._by_name[raw] = project  # type: ignore[index]  # raw is set: check_project_dir passed
             return project
         pending = self._opening.get(path)
         if pending is not None:  # another request is opening it right now
@@ -121,6 +126,8 @@ class Projects:
         finally:
             del self._opening[path]
         future.set_result(project)
+        if raw:
+            self._by_name[raw] = project
         return project
 
     async def _open_project(self, path: Path) -> Project:
@@ -138,6 +145,7 @@ class Projects:
         """Finish and fsync every accepted write, then close every project."""
         await asyncio.gather(*(project.close() for project in self._open.values()))
         self._open.clear()
+        self._by_name.clear()
 
     # -- the list of projects served before, for spool pick-up after a restart ------
 
