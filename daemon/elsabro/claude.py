@@ -12,12 +12,12 @@ worktree creation, and a hook that only forwards events would break it.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import durable
 from .errors import UsageError
 from .ingest import TOPICS
 
@@ -61,13 +61,9 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".elsabro-tmp")
-    with open(temporary, "w") as fh:
-        fh.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(temporary, path)
+    durable.write_atomically(
+        path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(), mode=0o644
+    )
 
 
 def _without_ours(hooks: dict[str, Any]) -> dict[str, Any]:

@@ -9,12 +9,11 @@ or a purge) rewrites the file atomically. Dead letters are few by nature.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from . import segments
+from . import durable
 from .errors import NotFound
 from .model import new_event_id, now_iso
 
@@ -39,15 +38,9 @@ class DeadLetters:
             "failedAt": now_iso(),
             "retryCount": retry_count,
         }
-        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        line = _line(entry)
         with self._lock:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
+            durable.append(self.path, line)
         return entry
 
     def entries(self, subscriber: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
@@ -80,15 +73,8 @@ class DeadLetters:
     def _rewrite(self, change: Any) -> None:
         with self._lock:
             kept = [c for c in (change(e) for e in self.entries()) if c is not None]
-            temporary = self.path.with_suffix(".tmp")
-            with open(temporary, "wb") as fh:
-                fh.write(
-                    b"".join(
-                        json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-                        for e in kept
-                    )
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(temporary, self.path)
-            segments.fsync_dir(self.path.parent)
+            durable.write_atomically(self.path, b"".join(_line(e) for e in kept))
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"

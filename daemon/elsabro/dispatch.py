@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import time
 from itertools import islice
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 
-from . import handlers, segments
+from . import durable, handlers
 from .config import ProjectConfig, Subscription
 from .deadletters import DeadLetters
 from .errors import HandlerError, NotFound
@@ -342,11 +341,4 @@ def _read_cursors(project: Path) -> dict[str, int]:
 
 
 def _write_cursors(project: Path, cursors: dict[str, int]) -> None:
-    path = project / CURSORS
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "w") as fh:
-        json.dump(cursors, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    temporary.replace(path)
-    segments.fsync_dir(path.parent)
+    durable.write_atomically(project / CURSORS, json.dumps(cursors, indent=1, sort_keys=True).encode())

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import durable
 from .config import AppendHandler, ExecHandler, Handler, PublishHandler
 from .errors import HandlerError
 from .model import Event, new_event_id, now_iso
@@ -78,14 +79,7 @@ def derived(topic: str, delivery: Delivery) -> Event:
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line)
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
+    durable.append(path, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
 
 
 async def _exec(handler: ExecHandler, delivery: Delivery, project: Path, timeout_s: float) -> None:

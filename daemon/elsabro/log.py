@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import segments
+from . import durable, segments
 from .errors import Busy, LogCorrupted, StoreError, WriteFailed
 from .model import Event, now_iso
 from .settings import Settings
@@ -213,7 +213,7 @@ class ProjectLog:
             os.close(self._fd)
         path = self.events_dir / segments.segment_name(self.committed_sequence + 1)
         self._open_segment(path)
-        segments.fsync_dir(self.events_dir)
+        durable.fsync_dir(self.events_dir)
 
     def _open_segment(self, path: Path) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
+from . import durable
 from .config import ProjectConfig
 from .dispatch import Dispatcher
 from .errors import ProjectError
@@ -157,10 +158,6 @@ class Projects:
 
     def _remember(self, path: Path) -> None:
         known = self.known()
-        if path in known:
-            return
-        target = self.settings.projects_file
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_suffix(".tmp")
-        temporary.write_text(json.dumps([str(p) for p in [*known, path]], indent=1))
-        os.replace(temporary, target)
+        if path not in known:
+            data = json.dumps([str(p) for p in [*known, path]], indent=1).encode()
+            durable.write_atomically(self.settings.projects_file, data)

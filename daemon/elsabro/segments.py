@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import durable
 from .errors import LogCorrupted
 
 log = logging.getLogger("elsabro.log")
@@ -59,15 +60,6 @@ def list_segments(events_dir: Path) -> list[tuple[int, Path]]:
                 found.append((int(digits), events_dir / name))
     found.sort()
     return found
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a created, renamed or removed entry survives a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:
@@ -251,7 +243,7 @@ def _quarantine(path: Path, data: bytes, offset: int, tail: Tail) -> None:
         fh.truncate(offset)
         fh.flush()
         os.fsync(fh.fileno())
-    fsync_dir(path.parent)
+    durable.fsync_dir(path.parent)
     tail.quarantined_bytes = len(data) - offset
     tail.quarantine_path = target
     log.warning(

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import segments
+from . import durable
 from .errors import Busy, ElsabroError
 from .model import Event, format_time
 
@@ -80,7 +80,7 @@ def _remove(directory: Path, names: list[str]) -> None:
     for name in names:
         with contextlib.suppress(FileNotFoundError):
             (directory / name).unlink()
-    segments.fsync_dir(directory)
+    durable.fsync_dir(directory)
 
 
 _last_ns = 0
@@ -96,15 +96,7 @@ def write(project: Path, body: bytes, *, rejected: str | None = None) -> Path:
     directory = spool_dir(project) / (REJECTED if rejected else "")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     name = f"{_last_ns}-{os.getpid()}.json"
-    temporary = directory / f".{name}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, directory / name)
-    segments.fsync_dir(directory)
+    durable.write_atomically(directory / name, body)
     if rejected:
         log.error("hook payload rejected (%s); kept in %s", rejected, directory / name)
     return directory / name
