@@ -13,6 +13,7 @@ merge key by key, `subscriptions` merge by name, the project winning.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from . import durable
 from .errors import ConfigError, UsageError
 from .topics import check_pattern, check_topic, matches
 
@@ -68,12 +70,27 @@ class Retry(_Strict):
 
 
 class WebhookEndpoint(_Strict):
-    id: str
-    url: str
-    events: list[str] = ["*"]
-    secret: str | None = None
+    """An HTTP endpoint that receives events, as the seed's WebhookEndpoint, plus its format."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    url: str = Field(pattern=r"^https?://", description="http or https; redirects are not followed")
+    events: list[str] = Field(
+        default=["*"], description="topics: `*` for all, `prefix.*`, or patterns with #"
+    )
+    secret: str | list[str] | None = Field(
+        default=None, description="signing secret; several during a rotation (standard: whsec_...)"
+    )
     headers: dict[str, str] = {}
     enabled: bool = True
+    format: Literal["elsabro", "standard", "cloudevents"] = "elsabro"
+    parallel: bool = Field(default=False, description="deliver several events at once, giving up log order")
+    timeout: int = Field(default=30_000, ge=1, description="milliseconds per request")
+
+    @property
+    def secrets(self) -> list[str]:
+        if self.secret is None:
+            return []
+        return [self.secret] if isinstance(self.secret, str) else list(self.secret)
 
 
 class WebhooksConfig(_Strict):
@@ -81,6 +98,9 @@ class WebhooksConfig(_Strict):
     endpoints: list[WebhookEndpoint] = []
     signing: Signing = Signing()
     retry: Retry = Retry()
+
+    def endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
+        return next((e for e in self.endpoints if e.id == endpoint_id), None)
 
 
 class EventsConfig(_Strict):
@@ -118,8 +138,17 @@ class PublishHandler(_Strict):
         return _checked(check_topic, value)
 
 
-Handler = Annotated[ExecHandler | AppendHandler | PublishHandler, Field(discriminator="type")]
-HANDLER_TYPES = ("exec", "append", "publish")
+class WebhookHandler(_Strict):
+    """Deliver the event to one of `events.webhooks.endpoints`, in that endpoint's format."""
+
+    type: Literal["webhook"]
+    endpoint: str
+
+
+Handler = Annotated[
+    ExecHandler | AppendHandler | PublishHandler | WebhookHandler, Field(discriminator="type")
+]
+HANDLER_TYPES = ("exec", "append", "publish", "webhook")
 
 
 class Options(_Strict):
@@ -180,6 +209,15 @@ class ProjectConfig(_Strict):
     def _consistent(self) -> ProjectConfig:
         problems = duplicate_names([s.name for s in self.subscriptions])
         problems += _publish_loops(self.subscriptions)
+        ids = [e.id for e in self.events.webhooks.endpoints]
+        problems += [
+            f"webhook endpoint ids must be unique: {i}" for i in sorted(set(ids)) if ids.count(i) > 1
+        ]
+        problems += [
+            f"subscription {s.name!r} names webhook endpoint {s.handler.endpoint!r}, which does not exist"
+            for s in self.subscriptions
+            if isinstance(s.handler, WebhookHandler) and s.handler.endpoint not in ids
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -283,3 +321,52 @@ def schema() -> dict[str, Any]:
     result: dict[str, Any] = ProjectConfig.model_json_schema(by_alias=True)
     result["title"] = "elsabro project configuration (.elsabro/config.json)"
     return result
+
+
+# -- editing the project's file (elsabro webhooks add|update|remove, 410 Gone) ---------
+
+
+def edit(
+    project: Path, change: Callable[[dict[str, Any]], None], user_file: Path | None = None
+) -> ProjectConfig:
+    """Change `.elsabro/config.json` safely: validated first (nothing written if invalid), then
+    replaced atomically. Keys elsabro does not know are kept as they are."""
+    path = project / CONFIG_FILE
+    data = read_json(path)
+    change(data)
+    merged = merge(read_json(user_file), data) if user_file else data
+    try:
+        loaded = ProjectConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(describe(exc)), details=describe(exc)) from None
+    durable.write_atomically(
+        path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(), mode=0o644
+    )
+    return loaded
+
+
+def _endpoints(data: dict[str, Any]) -> list[dict[str, Any]]:
+    webhooks = data.setdefault("events", {}).setdefault("webhooks", {})
+    endpoints: list[dict[str, Any]] = webhooks.setdefault("endpoints", [])
+    return endpoints
+
+
+def _find(data: dict[str, Any], endpoint_id: str) -> dict[str, Any]:
+    for endpoint in _endpoints(data):
+        if isinstance(endpoint, dict) and endpoint.get("id") == endpoint_id:
+            return endpoint
+    raise ConfigError(f"no webhook endpoint {endpoint_id!r} in the project's config")
+
+
+def add_endpoint(project: Path, endpoint: dict[str, Any], user_file: Path | None = None) -> ProjectConfig:
+    return edit(project, lambda data: _endpoints(data).append(endpoint), user_file)
+
+
+def update_endpoint(
+    project: Path, endpoint_id: str, changes: dict[str, Any], user_file: Path | None = None
+) -> ProjectConfig:
+    return edit(project, lambda data: _find(data, endpoint_id).update(changes), user_file)
+
+
+def remove_endpoint(project: Path, endpoint_id: str, user_file: Path | None = None) -> ProjectConfig:
+    return edit(project, lambda data: _endpoints(data).remove(_find(data, endpoint_id)), user_file)

@@ -54,18 +54,63 @@ FAILED_TOPIC = "event.handler.failed"
 
 
 class Member:
-    """One subscription inside a consumer, with what `subscriptions list` shows of it."""
+    """One receiver inside a consumer (a subscription, or a webhook endpoint), and its state."""
 
-    def __init__(self, sub: Subscription) -> None:
-        self.sub = sub
-        self.filter = jmespath.compile(sub.filter) if sub.filter else None
+    def __init__(self, name: str, spec: Any, durable: bool) -> None:
+        self.name = name
+        self.spec = spec  # what it was built from: a changed spec means a new consumer
+        self.durable = durable
         self.in_flight: int | None = None
         self.in_flight_since = 0.0
         self.failures = 0  # failed attempts in a row on the event in flight
         self.delivered = 0
         self.dead_lettered = 0
         self.last_error: str | None = None
+
+    def wants(self, record: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    async def deliver(self, project: Project, record: dict[str, Any]) -> None:
+        """Every attempt the event gets, ending in success or a dead letter."""
+        raise NotImplementedError
+
+    async def attempt(self, project: Project, record: dict[str, Any], number: int) -> None:
+        """One attempt (used by `dlq retry` too); raises HandlerError on failure."""
+        raise NotImplementedError
+
+    @property
+    def stalled(self) -> bool:
+        return self.failures > 0
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "inFlight": self.in_flight,
+            "delivered": self.delivered,
+            "failures": self.failures,
+            "deadLettered": self.dead_lettered,
+            "lastError": self.last_error,
+            "stalled": self.stalled,
+        }
+
+
+class SubscriptionMember(Member):
+    """A subscription of the project's config."""
+
+    def __init__(self, sub: Subscription) -> None:
+        super().__init__(sub.name, sub, sub.options.durable)
+        self.sub = sub
+        self.filter = jmespath.compile(sub.filter) if sub.filter else None
         self.acks: dict[str, asyncio.Future[bool]] = {}
+
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "selector": self.sub.selector, "queue": self.sub.options.queue}
+
+    async def deliver(self, project: Project, record: dict[str, Any]) -> None:
+        await deliver(project, self, record)
+
+    async def attempt(self, project: Project, record: dict[str, Any], number: int) -> None:
+        await attempt(project, self, record, number)
 
     def wants(self, record: dict[str, Any]) -> bool:
         if not self.sub.selects(record["topic"]):
@@ -100,7 +145,7 @@ class Consumer:
         self.name = name
         self.members = members
         self.project = project
-        self.durable = any(m.sub.options.durable for m in members)
+        self.durable = any(m.durable for m in members)
         self.cursor = cursor
         self._read_position = cursor
         self._in_flight: set[int] = set()
@@ -156,7 +201,7 @@ class Consumer:
 
     async def _deliver(self, member: Member, sequence: int, record: dict[str, Any]) -> None:
         try:
-            await deliver(self.project, member, record)
+            await member.deliver(self.project, record)
         finally:
             member.in_flight = None
             self._handled(sequence)
@@ -164,12 +209,12 @@ class Consumer:
 
 
 async def attempt(
-    project: Project, member: Member, record: dict[str, Any], number: int, replay: bool = False
+    project: Project, member: SubscriptionMember, record: dict[str, Any], number: int, replay: bool = False
 ) -> None:
     """One attempt through a member's handler, and its manual ack if it wants one."""
     sub = member.sub
     delivery = handlers.Delivery(record, sub.name, number, replay)
-    await handlers.run(sub.handler, delivery, project.path, project.log.append, sub.options.timeout / 1000)
+    await handlers.run(sub.handler, delivery, project, sub.options.timeout / 1000)
     if sub.options.ack != "manual":
         return
     waiting: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -184,7 +229,7 @@ async def attempt(
         raise HandlerError("nacked")
 
 
-async def deliver(project: Project, member: Member, record: dict[str, Any]) -> None:
+async def deliver(project: Project, member: SubscriptionMember, record: dict[str, Any]) -> None:
     """Attempts with backoff until one succeeds or the retries run out (then dead letter)."""
     options = member.sub.options
     for number in range(1, options.max_retries + 2):
@@ -242,34 +287,44 @@ class Dispatcher:
         self._checkpointer: asyncio.Task[None] | None = None
         self._saved: dict[str, int] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        from .webhooks import Clients
+
+        self.clients = Clients()
 
     def apply(self, config: ProjectConfig) -> None:
-        """Run exactly the subscriptions of `config`; unchanged consumers keep running."""
-        groups: dict[str, list[Subscription]] = {}
-        for sub in config.subscriptions:
-            key = f"queue:{sub.options.queue}" if sub.options.queue else f"sub:{sub.name}"
-            groups.setdefault(key, []).append(sub)
+        """Run exactly the subscriptions and endpoints of `config`; unchanged consumers keep running."""
+        groups = self._groups(config)
         saved = _read_cursors(self.project.path)
         fresh: dict[str, int] = {}
         for key in list(self.consumers):
-            old = self.consumers[key]
-            if [m.sub for m in old.members] != groups.get(key):
+            if [m.spec for m in self.consumers[key].members] != [m.spec for m in groups.get(key, [])]:
                 self._spawn_stop(self.consumers.pop(key))
-        for key, subs in groups.items():
+        for key, members in groups.items():
             if key in self.consumers:
                 continue
-            durable = any(s.options.durable for s in subs)
+            durable = any(m.durable for m in members)
             head = self.project.log.committed_sequence
             cursor = saved.get(key, head) if durable else head
             if durable and key not in saved:
                 fresh[key] = cursor  # saved at once: a crash before the first checkpoint must not skip
-            consumer = Consumer(key, [Member(s) for s in subs], self.project, min(cursor, head))
+            consumer = Consumer(key, members, self.project, min(cursor, head))
             self.consumers[key] = consumer
             consumer.start()
         if fresh:
             _write_cursors(self.project.path, {**saved, **fresh})
         if self._checkpointer is None:
             self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
+
+    def _groups(self, config: ProjectConfig) -> dict[str, list[Member]]:
+        """Consumers by cursor key: a subscription, a queue group, or a webhook endpoint."""
+        groups: dict[str, list[Member]] = {}
+        for sub in config.subscriptions:
+            key = f"queue:{sub.options.queue}" if sub.options.queue else f"sub:{sub.name}"
+            groups.setdefault(key, []).append(SubscriptionMember(sub))
+        from .webhooks import endpoint_groups  # webhooks builds on this module
+
+        groups.update(endpoint_groups(config, self.clients))
+        return groups
 
     def _spawn_stop(self, consumer: Consumer) -> None:
         task = asyncio.get_running_loop().create_task(consumer.stop())
@@ -283,6 +338,7 @@ class Dispatcher:
                 await self._checkpointer
         await asyncio.gather(*(c.stop() for c in self.consumers.values()), *self._stopping)
         await asyncio.to_thread(self._checkpoint)
+        await self.clients.close()
 
     async def _checkpoint_loop(self) -> None:
         while True:
@@ -298,38 +354,24 @@ class Dispatcher:
     def member(self, name: str) -> Member:
         for consumer in self.consumers.values():
             for member in consumer.members:
-                if member.sub.name == name:
+                if member.name == name:
                     return member
         raise NotFound(f"no subscription named {name!r}")
 
     def ack(self, subscription: str, event_id: str, ok: bool) -> None:
-        waiting = self.member(subscription).acks.get(event_id)
+        member = self.member(subscription)
+        waiting = member.acks.get(event_id) if isinstance(member, SubscriptionMember) else None
         if waiting is None or waiting.done():
             raise NotFound(f"{subscription} is not waiting for an ack of {event_id}")
         waiting.set_result(ok)
 
     def status(self) -> list[dict[str, Any]]:
         head = self.project.log.committed_sequence
-        rows = []
-        for consumer in self.consumers.values():
-            for member in consumer.members:
-                rows.append(
-                    {
-                        "name": member.sub.name,
-                        "selector": member.sub.selector,
-                        "queue": member.sub.options.queue,
-                        "durable": consumer.durable,
-                        "cursor": consumer.cursor,
-                        "lag": head - consumer.cursor,
-                        "inFlight": member.in_flight,
-                        "delivered": member.delivered,
-                        "failures": member.failures,
-                        "deadLettered": member.dead_lettered,
-                        "lastError": member.last_error,
-                        "stalled": member.stalled,
-                    }
-                )
-        return rows
+        return [
+            {**member.status(), "durable": c.durable, "cursor": c.cursor, "lag": head - c.cursor}
+            for c in self.consumers.values()
+            for member in c.members
+        ]
 
 
 def _read_cursors(project: Path) -> dict[str, int]:

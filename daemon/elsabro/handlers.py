@@ -14,20 +14,20 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import durable
-from .config import AppendHandler, ExecHandler, Handler, PublishHandler
+from .config import AppendHandler, ExecHandler, Handler, PublishHandler, WebhookHandler
 from .errors import HandlerError
 from .model import Event, new_event_id, now_iso
 
+if TYPE_CHECKING:
+    from .projects import Project
+
 # How much of a failing program's stderr is kept as the error's detail.
 _STDERR_BYTES = 4096
-
-Publish = Callable[[list[Event]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -40,26 +40,38 @@ class Delivery:
     replay: bool = False
 
 
-async def run(
-    handler: Handler, delivery: Delivery, project: Path, publish: Publish, timeout_s: float
-) -> None:
+async def run(handler: Handler, delivery: Delivery, project: Project, timeout_s: float) -> None:
     """One attempt; raises HandlerError on failure or when `timeout_s` runs out."""
     if isinstance(handler, ExecHandler):
-        await _exec(handler, delivery, project, timeout_s)
+        await _exec(handler, delivery, project.path, timeout_s)
         return
     try:
-        await asyncio.wait_for(_other(handler, delivery, project, publish), timeout_s)
+        await asyncio.wait_for(_other(handler, delivery, project), timeout_s)
     except asyncio.TimeoutError:
         raise HandlerError(f"timed out after {timeout_s:g} s") from None
     except OSError as exc:
         raise HandlerError(f"{type(handler).__name__}: {exc}") from None
 
 
-async def _other(handler: Handler, delivery: Delivery, project: Path, publish: Publish) -> None:
+async def _other(handler: Handler, delivery: Delivery, project: Project) -> None:
     if isinstance(handler, AppendHandler):
-        await asyncio.to_thread(_append, project / handler.path, delivery.record)
+        await asyncio.to_thread(_append, project.path / handler.path, delivery.record)
     elif isinstance(handler, PublishHandler):
-        await publish([derived(handler.topic, delivery)])
+        await project.log.append([derived(handler.topic, delivery)])
+    elif isinstance(handler, WebhookHandler):
+        from . import webhooks
+
+        config = project.config.events.webhooks
+        endpoint = config.endpoint(handler.endpoint)
+        if endpoint is None:
+            raise HandlerError(f"no webhook endpoint {handler.endpoint!r}")
+        client = project.dispatcher.clients.get()
+        record, attempt = delivery.record, delivery.attempt
+        outcome = await webhooks.send(
+            client, project.path, endpoint, config, record, attempt, replay=delivery.replay
+        )
+        if not outcome.ok:
+            raise HandlerError(f"webhook {endpoint.id}: {outcome.error}")
 
 
 def derived(topic: str, delivery: Delivery) -> Event:

@@ -25,7 +25,6 @@ from pydantic import ValidationError
 
 from . import spool
 from .deadletters import DeadLetters
-from .dispatch import attempt
 from .errors import BadRequest, Busy, HandlerError, NotFound, StoreError
 from .http import Request, Response
 from .model import PublishRequest, new_event_id, now_iso
@@ -171,7 +170,7 @@ class Server:
             raise BadRequest("event must be an event object with at least a topic")
         record = {"id": new_event_id(), "timestamp": now_iso(), **record}
         try:
-            await attempt(project, member, record, 1)
+            await member.attempt(project, record, 1)
         except HandlerError as exc:
             return Response.json({"ok": False, "error": str(exc), "detail": exc.detail})
         return Response.json({"ok": True})
@@ -201,7 +200,7 @@ class Server:
         for entry in chosen:
             try:
                 member = project.dispatcher.member(entry["subscriber"])
-                await attempt(project, member, entry["originalEvent"], entry["retryCount"] + 2)
+                await member.attempt(project, entry["originalEvent"], entry["retryCount"] + 2)
             except (HandlerError, NotFound) as exc:
                 await asyncio.to_thread(letters.update, entry["id"], retryCount=entry["retryCount"] + 1)
                 failed.append({"id": entry["id"], "error": str(exc)})

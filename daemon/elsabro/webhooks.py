@@ -1,0 +1,336 @@
+"""Webhooks: signed, retried, durable deliveries of events to HTTP endpoints, with a delivery log.
+
+Each enabled endpoint of `events.webhooks` is a durable consumer of the project's log
+(dispatch.py): pending deliveries survive a restart because the endpoint's cursor only
+moves past an event once it is delivered or dead-lettered, and an endpoint receives
+events in log order unless it opts into `parallel`.
+
+Formats, per endpoint:
+  elsabro      the seed's body `{"event": type, "timestamp", "data": payload}`, HMAC hex of
+               the body (`signing.algorithm`) in `signing.header` (X-Webhook-Signature)
+  standard     Standard Webhooks: `webhook-id` (the event id, the same on every retry),
+               `webhook-timestamp`, `webhook-signature: v1,<base64>` over id.timestamp.body,
+               one signature per secret during a rotation (`whsec_` secrets)
+  cloudevents  a structured-mode CloudEvents 1.0 JSON body, `application/cloudevents+json`
+
+Only 2xx is success; redirects are not followed; 410 Gone disables the endpoint; 429 and
+503 wait for Retry-After; other failures wait the configured backoff (linear or
+exponential from `initialDelay`, +-20% jitter, capped by `maxDelay`). After `maxAttempts`
+the event is dead-lettered and `event.handler.failed` is published. Every attempt is a
+line of `.elsabro/deliveries.jsonl`; secrets never appear there or in the daemon's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from . import durable
+from .clock import now_iso
+from .config import ProjectConfig, WebhookEndpoint, WebhooksConfig
+from .dispatch import FAILED_TOPIC, Member, dead_letter
+from .errors import HandlerError
+from .topics import matches
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .projects import Project
+
+log = logging.getLogger("elsabro.webhooks")
+
+DELIVERIES = Path(".elsabro") / "deliveries.jsonl"
+RESPONSE_EXCERPT_BYTES = 4096
+MAX_RETRY_AFTER_S = 3600.0
+PARALLEL_MEMBERS = 4
+
+
+def endpoint_wants(patterns: list[str], topic: str) -> bool:
+    """The seed's topic list: `*` is every topic, `prefix.*` everything under prefix; else a pattern."""
+    for pattern in patterns:
+        if (
+            pattern == "*"
+            or (pattern.endswith(".*") and topic.startswith(pattern[:-1]))
+            or matches(pattern, topic)
+        ):
+            return True
+    return False
+
+
+def delivery_id(record: dict[str, Any], endpoint_id: str) -> str:
+    return f"dlv_{record['id'].removeprefix('evt_')}.{endpoint_id}"
+
+
+# -- rendering -------------------------------------------------------------------------
+
+
+def render(
+    endpoint: WebhookEndpoint, config: WebhooksConfig, record: dict[str, Any]
+) -> tuple[dict[str, str], bytes]:
+    """The headers and body of one attempt in the endpoint's format."""
+    if endpoint.format == "cloudevents":
+        headers, body = {"content-type": "application/cloudevents+json"}, _dumps(cloudevent(record))
+    else:
+        seed = {"event": record["type"], "timestamp": record["timestamp"], "data": record.get("payload")}
+        if endpoint.format == "standard":
+            seed = {"type": record["type"], "timestamp": record["timestamp"], "data": record.get("payload")}
+        headers, body = {"content-type": "application/json"}, _dumps(seed)
+    headers = {**{k.lower(): v for k, v in endpoint.headers.items()}, **headers}
+    if endpoint.format == "standard":
+        headers.update(standard_headers(record["id"], int(time.time()), body, endpoint.secrets))
+    elif config.signing.enabled and endpoint.secrets:
+        digest = hmac.new(endpoint.secrets[0].encode(), body, config.signing.algorithm).hexdigest()
+        headers[config.signing.header.lower()] = digest
+    return headers, body
+
+
+def standard_headers(message_id: str, timestamp_s: int, body: bytes, secrets: list[str]) -> dict[str, str]:
+    """Standard Webhooks headers: one `v1,` signature per secret (several during a rotation)."""
+    signed = f"{message_id}.{timestamp_s}.".encode() + body
+    signatures = []
+    for secret in secrets:
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        signatures.append("v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode())
+    headers = {"webhook-id": message_id, "webhook-timestamp": str(timestamp_s)}
+    if signatures:
+        headers["webhook-signature"] = " ".join(signatures)
+    return headers
+
+
+def cloudevent(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored event as a CloudEvents 1.0 structured-mode object."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": record["id"],
+        "source": f"/elsabro/{record.get('source') or 'elsabro'}",
+        "type": record["topic"],
+        "time": record["timestamp"],
+        "datacontenttype": "application/json",
+        "data": record.get("payload"),
+        "elsabrotype": record["type"],
+    }
+    for attribute, key in (
+        ("correlationid", "correlationId"),
+        ("causationid", "causationId"),
+        ("sequence", "sequence"),
+    ):
+        if record.get(key) is not None:
+            event[attribute] = record[key]
+    return event
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def safe_url(url: str) -> str:
+    """The URL without credentials, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# -- one attempt -----------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    status_code: int | None
+    error: str | None
+    retry_after_s: float | None = None
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        pass
+    try:
+        return min(max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0), MAX_RETRY_AFTER_S)
+    except (TypeError, ValueError):
+        return None
+
+
+async def send(
+    client: httpx.AsyncClient,
+    project: Path,
+    endpoint: WebhookEndpoint,
+    config: WebhooksConfig,
+    record: dict[str, Any],
+    attempt: int,
+    *,
+    replay: bool = False,
+) -> Outcome:
+    """POST one event to one endpoint once, and write the attempt to the delivery log."""
+    import httpx
+
+    headers, body = render(endpoint, config, record)
+    started = time.monotonic()
+    excerpt = ""
+    try:
+        response = await client.post(
+            endpoint.url, content=body, headers=headers, timeout=endpoint.timeout / 1000
+        )
+        excerpt = response.content[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
+        ok = 200 <= response.status_code < 300
+        outcome = Outcome(ok, response.status_code, None if ok else f"HTTP {response.status_code}")
+        if response.status_code in (429, 503):
+            outcome.retry_after_s = _retry_after(response.headers.get("retry-after"))
+    except httpx.TimeoutException:
+        outcome = Outcome(False, None, f"timed out after {endpoint.timeout / 1000:g} s")
+    except httpx.HTTPError as exc:
+        outcome = Outcome(
+            False, None, f"{type(exc).__name__}: {exc}".replace(endpoint.url, safe_url(endpoint.url))
+        )
+    entry = {
+        "deliveryId": delivery_id(record, endpoint.id),
+        "endpoint": endpoint.id,
+        "eventId": record["id"],
+        "topic": record["topic"],
+        "attempt": attempt,
+        "time": now_iso(),
+        "statusCode": outcome.status_code,
+        "latencyMs": round((time.monotonic() - started) * 1000, 1),
+        "error": outcome.error,
+        "response": excerpt,
+        "replay": replay,
+        "status": "success" if outcome.ok else "failed",
+    }
+    await asyncio.to_thread(durable.append, project / DELIVERIES, _dumps(entry) + b"\n")
+    return outcome
+
+
+def backoff_s(config: WebhooksConfig, attempt: int) -> float:
+    """The wait after failed attempt `attempt` (1-based): the configured backoff with jitter, capped."""
+    retry = config.retry
+    base_ms = retry.initial_delay * (attempt if retry.backoff == "linear" else 2 ** (attempt - 1))
+    return min(base_ms * random.uniform(0.8, 1.2), retry.max_delay) / 1000
+
+
+# -- the endpoint as a consumer member -------------------------------------------------
+
+
+class EndpointMember(Member):
+    """A webhook endpoint inside the dispatcher: delivers, retries, gives up, or is disabled."""
+
+    def __init__(
+        self, endpoint: WebhookEndpoint, config: WebhooksConfig, client: Clients, index: int = 0
+    ) -> None:
+        super().__init__(
+            f"webhook:{endpoint.id}", (endpoint, config.signing, config.retry, index), durable=True
+        )
+        self.endpoint = endpoint
+        self.config = config
+        self.clients = client
+        self.disabled = not endpoint.enabled
+
+    def status(self) -> dict[str, Any]:
+        return {
+            **super().status(),
+            "selector": ",".join(self.endpoint.events),
+            "queue": None,
+            "url": safe_url(self.endpoint.url),
+            "disabled": self.disabled,
+        }
+
+    def wants(self, record: dict[str, Any]) -> bool:
+        if self.disabled or not endpoint_wants(self.endpoint.events, record["topic"]):
+            return False
+        return not (
+            record["topic"] == FAILED_TOPIC and (record.get("payload") or {}).get("subscription") == self.name
+        )
+
+    async def attempt(self, project: Project, record: dict[str, Any], number: int) -> None:
+        outcome = await send(self.clients.get(), project.path, self.endpoint, self.config, record, number)
+        if not outcome.ok:
+            raise HandlerError(outcome.error or "failed")
+
+    async def deliver(self, project: Project, record: dict[str, Any]) -> None:
+        attempts = self.config.retry.max_attempts
+        for number in range(1, attempts + 1):
+            outcome = await send(self.clients.get(), project.path, self.endpoint, self.config, record, number)
+            if outcome.ok:
+                self.failures = 0
+                self.delivered += 1
+                return
+            self.failures += 1
+            self.last_error = outcome.error
+            if outcome.gone:
+                self.disabled = True
+                log.error("webhook %s answered 410 Gone: endpoint disabled", self.endpoint.id)
+                await disable_endpoint(project, self.endpoint.id)
+                break
+            if number < attempts:
+                await asyncio.sleep(
+                    outcome.retry_after_s
+                    if outcome.retry_after_s is not None
+                    else backoff_s(self.config, number)
+                )
+        await dead_letter(
+            project, self.name, record, HandlerError(self.last_error or "failed"), retry_count=number - 1
+        )
+        self.failures = 0
+        self.dead_lettered += 1
+
+
+class Clients:
+    """One httpx client per project (connection reuse), made on first use."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def endpoint_groups(config: ProjectConfig, clients: Clients) -> dict[str, list[Member]]:
+    """One consumer per enabled endpoint (several members when it delivers in parallel)."""
+    webhooks = config.events.webhooks
+    if not (config.events.enabled and webhooks.enabled):
+        return {}
+    groups: dict[str, list[Member]] = {}
+    for endpoint in webhooks.endpoints:
+        if endpoint.enabled:
+            count = PARALLEL_MEMBERS if endpoint.parallel else 1
+            groups[f"webhook:{endpoint.id}"] = [
+                EndpointMember(endpoint, webhooks, clients, i) for i in range(count)
+            ]
+    return groups
+
+
+async def disable_endpoint(project: Project, endpoint_id: str) -> None:
+    """Persist `enabled: false` for an endpoint of the project's config, and say so in the log."""
+    from .config import update_endpoint
+
+    try:
+        await asyncio.to_thread(update_endpoint, project.path, endpoint_id, {"enabled": False})
+    except Exception as exc:  # the endpoint may live in the user's config: it stays disabled in memory
+        log.warning("could not write enabled: false for webhook %s: %s", endpoint_id, exc)
