@@ -257,9 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check the whole chain and say what to fix")
     doctor.set_defaults(func=cmd_doctor)
 
-    from .cli_subscriptions import register
+    from . import cli_subscriptions, cli_webhooks
 
-    register(commands)
+    cli_subscriptions.register(commands)
+    cli_webhooks.register(commands)
     return parser
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from . import spool
+from . import spool, webhooks
 from .deadletters import DeadLetters
 from .errors import BadRequest, Busy, HandlerError, NotFound, StoreError
 from .http import Request, Response
@@ -76,6 +76,7 @@ class Server:
             ("GET", "/v1/deadletters"): Server.dead_letters,
             ("POST", "/v1/deadletters/retry"): Server.retry_dead_letters,
             ("POST", "/v1/deadletters/purge"): Server.purge_dead_letters,
+            ("POST", "/v1/webhooks/resend"): Server.resend_webhooks,
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -228,6 +229,27 @@ class Server:
         if body.get("all") or body.get("subscription"):
             return project, entries
         raise BadRequest("name dead letters by ids, a subscription, or all")
+
+    async def resend_webhooks(self, request: Request) -> Response:
+        """`webhooks retry` ({"deliveryId"}); `webhooks redeliver` ({"endpoint", "since"}: failed ones)."""
+        body = _object(request)
+        project = await self.project(request)
+        if body.get("deliveryId"):
+            rows = [
+                r
+                for r in await asyncio.to_thread(webhooks.deliveries, project.path)
+                if r["deliveryId"] == body["deliveryId"]
+            ]
+            if not rows:
+                raise NotFound(f"no delivery {body['deliveryId']}")
+        elif body.get("endpoint"):
+            since = parse_time(str(body["since"])) if body.get("since") else None
+            rows = await asyncio.to_thread(
+                webhooks.deliveries, project.path, str(body["endpoint"]), "failed", since
+            )
+        else:
+            raise BadRequest("name a deliveryId, or an endpoint (and since)")
+        return Response.json({"results": await webhooks.resend(project, rows)})
 
 
 def _object(request: Request) -> dict[str, Any]:

@@ -334,3 +334,56 @@ async def disable_endpoint(project: Project, endpoint_id: str) -> None:
         await asyncio.to_thread(update_endpoint, project.path, endpoint_id, {"enabled": False})
     except Exception as exc:  # the endpoint may live in the user's config: it stays disabled in memory
         log.warning("could not write enabled: false for webhook %s: %s", endpoint_id, exc)
+
+
+# -- the delivery log, and sending again -----------------------------------------------
+
+
+def attempts(project: Path) -> list[dict[str, Any]]:
+    """Every attempt in the delivery log, oldest first."""
+    try:
+        lines = (project / DELIVERIES).read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def deliveries(
+    project: Path, endpoint: str | None = None, status: str | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """One row per delivery (event x endpoint): its latest attempt, and how many there were."""
+    latest: dict[str, dict[str, Any]] = {}
+    for entry in attempts(project):
+        count = latest.get(entry["deliveryId"], {}).get("attempts", 0) + 1
+        latest[entry["deliveryId"]] = {**entry, "attempts": count}
+    rows = list(latest.values())
+    return [
+        row
+        for row in rows
+        if (endpoint is None or row["endpoint"] == endpoint)
+        and (status is None or row["status"] == status)
+        and (since is None or row["time"] >= since)
+    ]
+
+
+async def resend(project: Project, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Send these deliveries once more (as the seed's retryDelivery), while their events are in the log."""
+    config = project.config.events.webhooks
+    results = []
+    for row in rows:
+        endpoint = config.endpoint(row["endpoint"])
+        found = await asyncio.to_thread(_find_event, project, row["eventId"])
+        if endpoint is None or not found:
+            why = "its endpoint is gone" if endpoint is None else "its event is no longer in the log"
+            results.append({"deliveryId": row["deliveryId"], "ok": False, "error": why})
+            continue
+        client = project.dispatcher.clients.get()
+        outcome = await send(client, project.path, endpoint, config, found, row["attempts"] + 1, replay=True)
+        results.append({"deliveryId": row["deliveryId"], "ok": outcome.ok, "error": outcome.error})
+    return results
+
+
+def _find_event(project: Project, event_id: str) -> dict[str, Any] | None:
+    from .query import Query
+
+    return next((record for _, record in Query(event_id=event_id).select(project.log.read())), None)
