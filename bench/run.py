@@ -7,9 +7,10 @@ table. Each figure is the median of several runs after a warm-up, with min and m
 targets are judged on the median. --quick runs a reduced version of everything (under
 a minute on a 2-core machine); the full run takes a few minutes.
 
-Everything runs in a throwaway world under /tmp (its own HOME, socket and projects)
-against a real daemon subprocess, and is removed at the end. No network but the Unix
-socket. Progress goes to stderr, the table to stdout.
+Everything runs in throwaway worlds under /tmp (their own HOME, socket and projects)
+against real daemon subprocesses, and is removed at the end. No network but the Unix
+socket and, for webhooks, a local receiver on 127.0.0.1. Progress goes to stderr, the
+table to stdout.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import fanout
 import footprint
 import hook_cost
 import ingest_rate
@@ -34,7 +36,7 @@ from common import REPO, Daemon, Figure, World
 from elsabro.daemon import package_version
 
 DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
-SECTIONS = ("hook", "ingest", "scan", "footprint")
+SECTIONS = ("hook", "ingest", "fanout", "scan", "footprint")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Profile:
     hook_samples: int
     hook_warmup: int
     ingest: ingest_rate.IngestPlan
+    fanout: fanout.FanoutPlan
     scan_events: int
     scan_runs: int
     query_runs: int
@@ -55,6 +58,9 @@ QUICK = Profile(
     hook_samples=10,
     hook_warmup=2,
     ingest=ingest_rate.IngestPlan(duration_s=1.0, warmup_s=0.3, runs=3, latency_duration_s=1.0),
+    fanout=fanout.FanoutPlan(
+        duration_s=0.5, warmup_s=0.2, runs=3, batch_deliveries=300, latency_duration_s=0.5
+    ),
     scan_events=100_000,
     scan_runs=3,
     query_runs=5,
@@ -65,6 +71,9 @@ FULL = Profile(
     hook_samples=40,
     hook_warmup=3,
     ingest=ingest_rate.IngestPlan(duration_s=3.0, warmup_s=1.0, runs=5, latency_duration_s=5.0),
+    fanout=fanout.FanoutPlan(
+        duration_s=2.0, warmup_s=0.5, runs=5, batch_deliveries=1000, latency_duration_s=2.0
+    ),
     scan_events=1_000_000,
     scan_runs=5,
     query_runs=9,
@@ -87,7 +96,7 @@ def git_commit() -> str:
 
 
 def measure_all(profile: Profile) -> tuple[list[Figure], list[str]]:
-    """Every section against one long-lived daemon (start-up runs use their own)."""
+    """Every section against one long-lived daemon (start-up and fan-out runs use their own)."""
     figures: list[Figure] = []
     notes: list[str] = []
     progress("daemon start-up")
@@ -123,6 +132,8 @@ def measure_all(profile: Profile) -> tuple[list[Figure], list[str]]:
     finally:
         daemon.stop()
         world.remove()
+    progress("fan-out: append and exec subscriptions; webhooks to 1, 10 and 100 endpoints")
+    figures += fanout.measure(profile.fanout)
     figures.sort(key=lambda figure: SECTIONS.index(figure.section))  # stable: keeps order within one
     return figures, notes
 

@@ -33,6 +33,17 @@ FIGURES = [
     "ack_latency_p50_ms",
     "ack_latency_p99_ms",
     "ack_latency_achieved_per_s",
+    # fan-out
+    "fanout_append_latency_p50_ms",
+    "fanout_append_latency_p99_ms",
+    "fanout_exec_latency_p50_ms",
+    "fanout_exec_latency_p99_ms",
+    "webhook_1ep_deliveries_per_s",
+    "webhook_10ep_deliveries_per_s",
+    "webhook_100ep_deliveries_per_s",
+    "webhook_1ep_latency_p50_ms",
+    "webhook_10ep_latency_p50_ms",
+    "webhook_100ep_latency_p50_ms",
     # scan
     "scan_events_per_s",
     "session_query_ms",
