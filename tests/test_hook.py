@@ -92,7 +92,8 @@ def test_files_spooled_while_the_daemon_runs_are_picked_up(world: World, daemon:
     # This hook cannot reach the daemon (another socket path), so it spools.
     assert run_hook(world, payload(), ELSABRO_SOCKET=str(world.root / "elsewhere.sock")).returncode == 0
     wait_until(lambda: len(world.events()) == 2, what="the watched spool to drain")
-    assert not spooled(world)
+    wait_until(lambda: not spooled(world), what="the drained file to be deleted (after its fsync)")
+    assert len(world.events()) == 2
 
 
 def test_a_drain_cut_short_by_a_crash_is_not_repeated(world: World) -> None:
