@@ -13,6 +13,7 @@ merge key by key, `subscriptions` merge by name, the project winning.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ from pydantic.alias_generators import to_camel
 
 from . import durable
 from .errors import ConfigError, UsageError
+from .redact import Rules
 from .topics import check_pattern, check_topic, matches
 
 CONFIG_FILE = Path(".elsabro") / "config.json"
@@ -196,6 +198,37 @@ class Subscription(_Strict):
         return matches(self.selector, topic)
 
 
+class RedactionPattern(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9\-]{1,40}$", description="the kind the marker names")
+    regex: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regex: {exc}") from None
+        return value
+
+
+class RedactionConfig(_Strict):
+    """Secrets are replaced before anything is stored; on by default."""
+
+    enabled: bool = True
+    patterns: list[RedactionPattern] = Field(default=[], description="extra detectors: [REDACTED:<name>]")
+    drop_paths: list[str] = Field(default=[], description="dotted paths into the event to remove")
+    hash_paths: list[str] = Field(default=[], description="dotted paths into the event to replace by a hash")
+
+    def rules(self) -> Rules:
+        return Rules(
+            enabled=self.enabled,
+            patterns=tuple((p.name, p.regex) for p in self.patterns),
+            drop_paths=tuple(self.drop_paths),
+            hash_paths=tuple(self.hash_paths),
+        )
+
+
 class ProjectConfig(_Strict):
     """The whole of `.elsabro/config.json`."""
 
@@ -204,6 +237,7 @@ class ProjectConfig(_Strict):
     schema_: str | None = Field(default=None, alias="$schema")
     events: EventsConfig = EventsConfig()
     subscriptions: list[Subscription] = []
+    redaction: RedactionConfig = RedactionConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> ProjectConfig:

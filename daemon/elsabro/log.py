@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import durable, segments
+from . import durable, redact, segments
 from .errors import Busy, LogCorrupted, StoreError, WriteFailed
 from .model import Event, now_iso
 from .settings import Settings
@@ -63,6 +63,7 @@ class ProjectLog:
         self._hash = segments.GENESIS_HASH
         self.recent: deque[tuple[int, bytes]] = deque(maxlen=settings.recent_records)
         self.spool_ids: set[str] = set()
+        self.rules = redact.Rules()  # the project's redaction rules, set from its config
         # Notified after every commit; live readers wait on it.
         self.changed = asyncio.Condition()
         self._writer: asyncio.Task[None] | None = None
@@ -182,7 +183,7 @@ class ProjectLog:
             stored = []
             for index, event in enumerate(item.events):
                 sequence += 1
-                record = event.to_wire()
+                record = redact.redact_event(event.to_wire(), self.rules)  # nothing secret reaches the disk
                 if item.extra is not None and item.extra[index]:
                     record["metadata"] = {**(record["metadata"] or {}), **item.extra[index]}
                 record["sequence"] = sequence

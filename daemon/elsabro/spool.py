@@ -96,10 +96,21 @@ def write(project: Path, body: bytes, *, rejected: str | None = None) -> Path:
     directory = spool_dir(project) / (REJECTED if rejected else "")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     name = f"{_last_ns}-{os.getpid()}.json"
-    durable.write_atomically(directory / name, body)
+    durable.write_atomically(directory / name, _redacted(body))
     if rejected:
         log.error("hook payload rejected (%s); kept in %s", rejected, directory / name)
     return directory / name
+
+
+def _redacted(body: bytes) -> bytes:
+    """What the daemon itself spools is redacted like what it stores (the hook's own spool
+    file is the one place raw input touches the disk, owner-only, until it is drained)."""
+    from .redact import Rules, redact_text, redact_value
+
+    try:
+        return json.dumps(redact_value(json.loads(body), Rules()), ensure_ascii=False).encode()
+    except (ValueError, RecursionError):
+        return redact_text(body.decode("utf-8", "replace"), Rules()).encode()
 
 
 def _reject(directory: Path, name: str, reason: str) -> None:
