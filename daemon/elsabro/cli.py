@@ -196,6 +196,49 @@ def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
+def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
+    from .audit import verify
+
+    report = verify(Path(ctx.project) / ".elsabro" / "events")
+    found = report.finding
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "intact": report.intact,
+                    "records": report.records,
+                    "segments": report.segments,
+                    "firstBadSequence": found.sequence if found else None,
+                    "problem": found.problem if found else None,
+                }
+            )
+        )
+    elif found is None:
+        print(f"intact: {report.records} records in {report.segments} segments, chain verified")
+    else:
+        where = f"{found.segment.name}, byte {found.offset}"
+        print(f"NOT intact at sequence {found.sequence}: {found.problem} ({where})")
+    return 0 if report.intact else 1
+
+
+def cmd_repair(ctx: Context, args: argparse.Namespace) -> int:
+    from .audit import repair
+
+    if client_mod.stop_daemon(ctx.settings):
+        print("stopped the daemon (the next command starts it again)")
+    result = repair(Path(ctx.project) / ".elsabro" / "events")
+    if result.finding is None:
+        print("nothing to repair: the log is intact")
+        return 0
+    removed = result.removed_sequences
+    span = f"{min(removed)}..{max(removed)}" if removed else "none"
+    print(f"damage at sequence {result.finding.sequence}: {result.finding.problem}")
+    print(f"moved {len(removed)} records (sequences {span}) to quarantine:")
+    for path in result.quarantined:
+        print(f"  {path}")
+    return 0
+
+
 # -- parsing -------------------------------------------------------------------------
 
 
@@ -256,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check the whole chain and say what to fix")
     doctor.set_defaults(func=cmd_doctor)
+
+    verify = commands.add_parser("verify", help="check the log's hash chain; exit 0 only if intact")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_verify)
+
+    repair = commands.add_parser("repair", help="quarantine damaged records so the log verifies again")
+    repair.set_defaults(func=cmd_repair)
 
     from . import cli_subscriptions, cli_webhooks
 
