@@ -41,11 +41,14 @@ def test_daemon_up_event_stored_and_nothing_printed(world: World, daemon: Daemon
     assert not spooled(world)
 
 
-def test_a_large_payload_goes_through(world: World, daemon: DaemonProcess) -> None:
+def test_a_large_payload_goes_through_and_is_cut_to_the_field_limit(
+    world: World, daemon: DaemonProcess
+) -> None:
     big = {**payload(), "tool_response": {"stdout": "x" * 2_000_000}}
     assert run_hook(world, big).returncode == 0
     [record] = world.events()
-    assert len(record["payload"]["tool_response"]["stdout"]) == 2_000_000
+    stdout = record["payload"]["tool_response"]["stdout"]
+    assert stdout.startswith("x" * 1024 * 1024) and "[TRUNCATED: 2000000 bytes, sha256:" in stdout
 
 
 def test_with_no_daemon_the_event_is_spooled_owner_only(world: World) -> None:

@@ -142,3 +142,23 @@ def test_redaction_rules_come_from_the_project_config(world: World, daemon: Daem
     )
     stored = world.client().publish({"topic": "hr.note", "payload": "reviewed EMP-123456 today"})
     assert stored["payload"] == "reviewed [REDACTED:employee-id] today"
+
+
+def test_an_oversized_field_is_cut_with_its_size_and_hash() -> None:
+    import hashlib
+
+    big = "line of output\n" * 100_000  # 1.5 MB
+    stored = redact_event({"payload": {"tool_response": big, "small": "ok"}, "metadata": None}, Rules())
+    cut = stored["payload"]["tool_response"]
+    assert len(cut) < 1024 * 1024 + 200 and cut.startswith("line of output\n")
+    assert cut.endswith(f"[TRUNCATED: {len(big)} bytes, sha256:{hashlib.sha256(big.encode()).hexdigest()}]")
+    assert stored["payload"]["small"] == "ok"
+    unredacted = redact_event({"payload": big, "metadata": None}, Rules(enabled=False, max_field_chars=1000))
+    assert "[TRUNCATED:" in unredacted["payload"] and len(unredacted["payload"]) < 1200
+
+
+def test_the_size_limit_comes_from_the_config(world: World, daemon: DaemonProcess) -> None:
+    (world.project / ".elsabro").mkdir(exist_ok=True)
+    (world.project / ".elsabro" / "config.json").write_text(json.dumps({"limits": {"maxFieldChars": 2048}}))
+    stored = world.client().publish({"topic": "big.write", "payload": {"content": "x" * 10_000}})
+    assert stored["payload"]["content"].startswith("x" * 2048 + "[TRUNCATED: 10000 bytes, sha256:")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -229,6 +230,12 @@ class RedactionConfig(_Strict):
         )
 
 
+class Limits(_Strict):
+    max_field_chars: int = Field(
+        default=1024 * 1024, ge=1024, description="longer strings are cut; their size and SHA-256 are kept"
+    )
+
+
 class ProjectConfig(_Strict):
     """The whole of `.elsabro/config.json`."""
 
@@ -238,6 +245,11 @@ class ProjectConfig(_Strict):
     events: EventsConfig = EventsConfig()
     subscriptions: list[Subscription] = []
     redaction: RedactionConfig = RedactionConfig()
+    limits: Limits = Limits()
+
+    def rules(self) -> Rules:
+        """What the log applies to every event before storing it."""
+        return replace(self.redaction.rules(), max_field_chars=self.limits.max_field_chars)
 
     @model_validator(mode="after")
     def _consistent(self) -> ProjectConfig:

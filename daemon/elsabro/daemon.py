@@ -215,7 +215,7 @@ class Daemon:
         except ConfigError as exc:
             log.error("invalid config for %s, keeping the last good one: %s", project.path, exc)
             await project.log.append([config_invalid(project.path, exc.details)])
-        project.log.rules = project.config.redaction.rules()
+        project.log.rules = project.config.rules()
         project.dispatcher.apply(project.config)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

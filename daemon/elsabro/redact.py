@@ -68,6 +68,7 @@ class Rules:
     patterns: tuple[tuple[str, str], ...] = ()  # (kind, regex) added by the project
     drop_paths: tuple[str, ...] = ()  # dotted paths into the event, removed
     hash_paths: tuple[str, ...] = ()  # dotted paths into the event, replaced by sha256:<hex>
+    max_field_chars: int | None = 1024 * 1024  # longer strings are cut, with their size and hash noted
 
     def detectors(self) -> list[tuple[str, tuple[str, ...], re.Pattern[str]]]:
         return [*_COMPILED, *_project_patterns(self.patterns)]
@@ -108,7 +109,8 @@ def _keep_name(match: re.Match[str]) -> str:
 def redact_value(value: Any, rules: Rules) -> Any:
     """The value with every secret replaced (a new object; the original is not changed)."""
     if isinstance(value, str):
-        return redact_text(value, rules) if len(value) >= 8 else value
+        text = redact_text(value, rules) if len(value) >= 8 else value
+        return _truncated(value, text, rules.max_field_chars)
     if isinstance(value, dict):
         return {
             key: (marker("secret-field") if _secret_key(key, item) else redact_value(item, rules))
@@ -116,6 +118,26 @@ def redact_value(value: Any, rules: Rules) -> Any:
         }
     if isinstance(value, list):
         return [redact_value(item, rules) for item in value]
+    return value
+
+
+def _truncated(original: str, text: str, limit: int | None) -> str:
+    """A field over the limit (a Write of a large file, a huge tool output) is cut, and the cut
+    says how long the original was and its SHA-256, so one event cannot swell the log."""
+    if limit is None or len(text) <= limit:
+        return text
+    data = original.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(data).hexdigest()
+    return f"{text[:limit]}[TRUNCATED: {len(data)} bytes, sha256:{digest}]"
+
+
+def _cut(value: Any, limit: int | None) -> Any:
+    if isinstance(value, str):
+        return _truncated(value, value, limit)
+    if isinstance(value, dict):
+        return {key: _cut(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut(item, limit) for item in value]
     return value
 
 
@@ -127,8 +149,13 @@ def _secret_key(key: Any, item: Any) -> bool:
 
 def redact_event(record: dict[str, Any], rules: Rules) -> dict[str, Any]:
     """An event (wire form) with payload and metadata redacted and the project's paths applied."""
-    if not rules.enabled:
-        return record
+    if not rules.enabled:  # no redaction, but the size limit still holds
+        limit = rules.max_field_chars
+        return {
+            **record,
+            "payload": _cut(record.get("payload"), limit),
+            "metadata": _cut(record.get("metadata"), limit),
+        }
     result = dict(record)
     for key in ("payload", "metadata"):
         result[key] = redact_value(record.get(key), rules)
