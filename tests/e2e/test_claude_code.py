@@ -41,7 +41,7 @@ def claude_bin() -> str:
     return ensure_claude(REPO / ".cache" / "claude-code")
 
 
-def claude_world(world: World, claude_bin: str) -> dict[str, str]:
+def claude_world(world: World, claude_bin: str, marketplace: str = str(REPO)) -> dict[str, str]:
     """Install the plugin as a user does, and the environment for the CLI's runs."""
     env = {
         **world.env,
@@ -50,7 +50,7 @@ def claude_world(world: World, claude_bin: str) -> dict[str, str]:
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }
     (world.project / "CLAUDE.md").write_text("# e2e project\n")
-    for args in (["plugin", "marketplace", "add", str(REPO)], ["plugin", "install", "elsabro@elsabro"]):
+    for args in (["plugin", "marketplace", "add", marketplace], ["plugin", "install", "elsabro@elsabro"]):
         done = subprocess.run(
             [claude_bin, *args], env=env, cwd=world.root, capture_output=True, text=True, timeout=60
         )
@@ -133,6 +133,23 @@ def test_a_session_with_the_daemon_down_still_lands_exactly_once(world: World, c
     assert len({r["id"] for r in records}) == expected
     assert any("spoolId" in r["metadata"] for r in records)
     assert_session_recorded(records)
+
+
+def test_installed_from_a_git_marketplace_the_plugin_runs_from_its_cache_copy(
+    world: World, claude_bin: str, tmp_path: Path
+) -> None:
+    from git_http import serve_repository
+
+    with serve_repository(REPO, tmp_path) as url:
+        env = claude_world(world, claude_bin, marketplace=url)
+    cached = world.home / ".claude" / "plugins" / "cache" / "elsabro" / "elsabro"
+    [version] = list(cached.iterdir())
+    assert (version / "hooks" / "elsabro-hook.sh").is_file() and not (
+        version / "hooks" / "elsabro-hook.sh"
+    ).is_symlink()
+    DaemonProcess(world).start()
+    run_session(world, claude_bin, env)
+    assert_session_recorded(world.events())
 
 
 def test_the_plugin_runs_from_a_copy_with_nothing_outside_it(
