@@ -138,3 +138,22 @@ def test_the_schema_describes_the_file() -> None:
     assert {"events", "subscriptions", "$schema"} <= set(schema["properties"])
     text = json.dumps(schema)
     assert "maxRetries" in text and "retryDelay" in text and "JMESPath" in text
+
+
+def test_a_standard_secret_that_is_not_base64_is_refused(tmp_path: Path) -> None:
+    endpoint = {"id": "e", "url": "http://127.0.0.1:9/x", "format": "standard", "secret": "whsec_not base64!"}
+    write(tmp_path, {"events": {"webhooks": {"endpoints": [endpoint]}}})
+    with pytest.raises(ConfigError, match="whsec_ followed by base64"):
+        load(tmp_path)
+
+
+def test_every_config_example_in_the_readme_is_valid(tmp_path: Path) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", readme, re.S)]
+    configs = [e for e in examples if {"subscriptions", "events", "redaction", "limits"} & set(e)]
+    assert len(configs) >= 3
+    for example in configs:
+        write(tmp_path, example)
+        load(tmp_path)

@@ -12,6 +12,7 @@ merge key by key, `subscriptions` merge by name, the project winning.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -88,6 +89,17 @@ class WebhookEndpoint(_Strict):
     format: Literal["elsabro", "standard", "cloudevents"] = "elsabro"
     parallel: bool = Field(default=False, description="deliver several events at once, giving up log order")
     timeout: int = Field(default=30_000, ge=1, description="milliseconds per request")
+
+    @model_validator(mode="after")
+    def _standard_secrets(self) -> WebhookEndpoint:
+        # Checked here, not at the first delivery: a bad key must not stop an endpoint later.
+        if self.format == "standard":
+            for secret in self.secrets:
+                try:
+                    base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+                except ValueError:
+                    raise ValueError("a standard-format secret is whsec_ followed by base64") from None
+        return self
 
     @property
     def secrets(self) -> list[str]:
