@@ -725,3 +725,27 @@ def test_config_check_reports_a_duplicate_name_alongside_field_mistakes(world: W
     assert result.returncode == 1
     assert "subscriptions[2].handler.argv" in result.stderr
     assert "subscription names must be unique: same" in result.stderr
+
+
+def test_an_internal_failure_leaves_the_subscription_visibly_stalled_not_skipped(
+    world: World, daemon: DaemonProcess
+) -> None:
+    """When parking an event fails (here the dead-letter file cannot be written), the cursor
+    must not move past it as if it were handled: the subscription shows stalled instead."""
+    failing = {
+        "name": "parks",
+        "topic": "p.x",
+        "options": {"maxRetries": 0},
+        "handler": {"type": "exec", "argv": ["sh", "-c", "exit 1"]},
+    }
+    (world.project / ".elsabro").mkdir(exist_ok=True)
+    (world.project / ".elsabro" / "config.json").write_text(json.dumps({"subscriptions": [failing]}))
+    (world.project / ".elsabro" / "deadletters.jsonl").mkdir()  # not a file: every append fails
+    world.client().publish({"topic": "p.x"})
+
+    def row() -> dict[str, Any]:
+        [only] = world.client().call_json("GET", "/v1/subscriptions")["subscriptions"]
+        return only
+
+    wait_until(lambda: (row()["lastError"] or "").startswith("internal error"), what="the internal error")
+    assert row()["stalled"] is True and row()["cursor"] == 0 and row()["inFlight"] == 1

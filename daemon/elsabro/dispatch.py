@@ -202,10 +202,16 @@ class Consumer:
     async def _deliver(self, member: Member, sequence: int, record: dict[str, Any]) -> None:
         try:
             await member.deliver(self.project, record)
-        finally:
-            member.in_flight = None
-            self._handled(sequence)
-            self._freed.set()
+        except Exception as exc:  # a bug or a failed store write, not a handler's failure
+            # Fail visibly: the event stays in flight, so the cursor does not pass an event
+            # that was neither delivered nor dead-lettered, and the subscription shows stalled.
+            log.exception("%s: delivering %s failed unexpectedly", member.name, record.get("id"))
+            member.failures += 1
+            member.last_error = f"internal error: {exc}"
+            return
+        member.in_flight = None
+        self._handled(sequence)
+        self._freed.set()
 
 
 async def attempt(
