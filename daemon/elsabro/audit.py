@@ -15,13 +15,10 @@ out. Run it with the daemon stopped; the CLI stops it first.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import durable
-from .clock import now_iso
-from .segments import GENESIS_HASH, line_hash, list_segments
+from .segments import GENESIS_HASH, line_hash, list_segments, quarantine
 
 
 @dataclass
@@ -115,7 +112,6 @@ def repair(events_dir: Path) -> RepairReport:
     result = RepairReport(report.finding)
     if report.finding is None:
         return result
-    stamp = now_iso().replace(":", "").replace("-", "").replace(".", "")
     found = report.finding
     for _, path in list_segments(events_dir):
         if path.name < found.segment.name:
@@ -123,16 +119,7 @@ def repair(events_dir: Path) -> RepairReport:
         data = path.read_bytes()
         cut = found.offset if path == found.segment else 0
         result.removed_sequences.extend(_sequences(data[cut:]))
-        target = path.with_name(f"{path.name}.quarantine-{stamp}")
-        durable.write_atomically(target, data[cut:])
-        result.quarantined.append(target)
-        if cut:
-            with open(path, "r+b") as fh:
-                fh.truncate(cut)
-                os.fsync(fh.fileno())
-        else:
-            path.unlink()
-    durable.fsync_dir(events_dir)
+        result.quarantined.append(quarantine(path, data, cut))
     return result
 
 

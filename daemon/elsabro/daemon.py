@@ -35,7 +35,7 @@ from . import config as config_mod
 from .config import CONFIG_FILE
 from .errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError
 from .http import Request, Response, serve_connection
-from .model import Event, new_event_id, now_iso
+from .model import Event
 from .projects import Project, Projects
 from .server import Server
 from .settings import Settings
@@ -49,15 +49,8 @@ RELOAD_DELAY_S = 0.2
 
 def config_invalid(project: Path, problems: list[str]) -> Event:
     """The `config.invalid` event: what is wrong, while the last good config keeps running."""
-    return Event(
-        id=new_event_id(),
-        type="ConfigInvalid",
-        topic="config.invalid",
-        timestamp=now_iso(),
-        source="elsabro",
-        metadata={"projectDir": str(project)},
-        payload={"file": str(project / CONFIG_FILE), "errors": problems},
-    )
+    payload = {"file": str(project / CONFIG_FILE), "errors": problems}
+    return Event.new("config.invalid", payload, metadata={"projectDir": str(project)})
 
 
 def package_version() -> str:

@@ -39,7 +39,7 @@ from . import durable, handlers
 from .config import ProjectConfig, Subscription
 from .deadletters import DeadLetters
 from .errors import HandlerError, NotFound
-from .model import Event, new_event_id, now_iso
+from .model import Event
 
 if TYPE_CHECKING:
     from .projects import Project
@@ -69,6 +69,30 @@ class Member:
 
     def wants(self, record: dict[str, Any]) -> bool:
         raise NotImplementedError
+
+    def receives(self, record: dict[str, Any]) -> bool:
+        """`wants`, except that a receiver never hears of its own failure: no loops."""
+        own_failure = (
+            record["topic"] == FAILED_TOPIC and (record.get("payload") or {}).get("subscription") == self.name
+        )
+        return not own_failure and self.wants(record)
+
+    def failed(self, record: dict[str, Any], exc: HandlerError | str, number: int) -> None:
+        self.failures += 1
+        self.last_error = str(exc)
+        log.warning("%s: %s attempt %d failed: %s", self.name, record["id"], number, exc)
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.delivered += 1
+
+    async def park(
+        self, project: Project, record: dict[str, Any], exc: HandlerError, retry_count: int
+    ) -> None:
+        """Give up on the event: dead letter, `event.handler.failed`, and move on."""
+        await dead_letter(project, self.name, record, exc, retry_count)
+        self.failures = 0
+        self.dead_lettered += 1
 
     async def deliver(self, project: Project, record: dict[str, Any]) -> None:
         """Every attempt the event gets, ending in success or a dead letter."""
@@ -106,20 +130,46 @@ class SubscriptionMember(Member):
     def status(self) -> dict[str, Any]:
         return {**super().status(), "selector": self.sub.selector, "queue": self.sub.options.queue}
 
-    async def deliver(self, project: Project, record: dict[str, Any]) -> None:
-        await deliver(project, self, record)
-
     async def attempt(self, project: Project, record: dict[str, Any], number: int) -> None:
-        await attempt(project, self, record, number)
+        """One attempt through the handler, and its manual ack if the subscription wants one."""
+        options = self.sub.options
+        delivery = handlers.Delivery(record, self.name, number)
+        await handlers.run(self.sub.handler, delivery, project, options.timeout / 1000)
+        if options.ack != "manual":
+            return
+        waiting: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.acks[record["id"]] = waiting
+        try:
+            ok = await asyncio.wait_for(waiting, options.ack_wait / 1000)
+        except asyncio.TimeoutError:
+            raise HandlerError(f"no ack within {options.ack_wait / 1000:g} s") from None
+        finally:
+            self.acks.pop(record["id"], None)
+        if not ok:
+            raise HandlerError("nacked")
+
+    async def deliver(self, project: Project, record: dict[str, Any]) -> None:
+        """Attempts with backoff until one succeeds or the retries run out (then dead letter)."""
+        options = self.sub.options
+        for number in range(1, options.max_retries + 2):
+            try:
+                await self.attempt(project, record, number)
+            except HandlerError as exc:
+                self.failed(record, exc, number)
+                if number > options.max_retries:
+                    await self.park(project, record, exc, retry_count=number - 1)
+                    return
+                delay_s = (
+                    options.retry_delay / 1000 * 2 ** (number - 1) * random.uniform(1 - JITTER, 1 + JITTER)
+                )
+                await asyncio.sleep(delay_s)
+            else:
+                self.succeeded()
+                return
 
     def wants(self, record: dict[str, Any]) -> bool:
         if not self.sub.selects(record["topic"]):
             return False
-        if (
-            record["topic"] == FAILED_TOPIC
-            and (record.get("payload") or {}).get("subscription") == self.sub.name
-        ):
-            return False  # never tell a subscription about its own failure: no loops
         if self.filter is None:
             return True
         try:
@@ -166,7 +216,7 @@ class Consumer:
         while True:
             for sequence, record in await self._read():
                 self._read_position = sequence
-                candidates = [m for m in self.members if m.wants(record)]
+                candidates = [m for m in self.members if m.receives(record)]
                 if not candidates:
                     self._handled(sequence)
                     continue
@@ -214,61 +264,13 @@ class Consumer:
         self._freed.set()
 
 
-async def attempt(
-    project: Project, member: SubscriptionMember, record: dict[str, Any], number: int, replay: bool = False
-) -> None:
-    """One attempt through a member's handler, and its manual ack if it wants one."""
-    sub = member.sub
-    delivery = handlers.Delivery(record, sub.name, number, replay)
-    await handlers.run(sub.handler, delivery, project, sub.options.timeout / 1000)
-    if sub.options.ack != "manual":
-        return
-    waiting: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-    member.acks[record["id"]] = waiting
-    try:
-        ok = await asyncio.wait_for(waiting, sub.options.ack_wait / 1000)
-    except asyncio.TimeoutError:
-        raise HandlerError(f"no ack within {sub.options.ack_wait / 1000:g} s") from None
-    finally:
-        member.acks.pop(record["id"], None)
-    if not ok:
-        raise HandlerError("nacked")
-
-
-async def deliver(project: Project, member: SubscriptionMember, record: dict[str, Any]) -> None:
-    """Attempts with backoff until one succeeds or the retries run out (then dead letter)."""
-    options = member.sub.options
-    for number in range(1, options.max_retries + 2):
-        try:
-            await attempt(project, member, record, number)
-        except HandlerError as exc:
-            member.failures += 1
-            member.last_error = str(exc)
-            log.warning("%s: %s attempt %d failed: %s", member.sub.name, record["id"], number, exc)
-            if number > options.max_retries:
-                await dead_letter(project, member.sub.name, record, exc, retry_count=number - 1)
-                member.failures = 0  # parked: the subscription moves on
-                member.dead_lettered += 1
-                return
-            delay_s = options.retry_delay / 1000 * 2 ** (number - 1) * random.uniform(1 - JITTER, 1 + JITTER)
-            await asyncio.sleep(delay_s)
-        else:
-            member.failures = 0
-            member.delivered += 1
-            return
-
-
 async def dead_letter(
     project: Project, subscriber: str, record: dict[str, Any], exc: HandlerError, retry_count: int
 ) -> None:
     letters = DeadLetters(project.path)
     entry = await asyncio.to_thread(letters.add, record, subscriber, str(exc), exc.detail, retry_count)
-    failed = Event(
-        id=new_event_id(),
-        type="EventHandlerFailed",
-        topic=FAILED_TOPIC,
-        timestamp=now_iso(),
-        source="elsabro",
+    failed = Event.new(
+        FAILED_TOPIC,
         correlation_id=record.get("correlationId"),
         causation_id=record["id"],
         metadata={"projectDir": str(project.path)},

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import durable
 from .config import AppendHandler, ExecHandler, Handler, PublishHandler, WebhookHandler
 from .errors import HandlerError
-from .model import Event, new_event_id, now_iso
+from .model import Event
 
 if TYPE_CHECKING:
     from .projects import Project
@@ -77,16 +77,13 @@ async def _other(handler: Handler, delivery: Delivery, project: Project) -> None
 def derived(topic: str, delivery: Delivery) -> Event:
     """The republished event: same payload and session, caused by the original."""
     record = delivery.record
-    return Event(
-        id=new_event_id(),
-        type="".join(part[:1].upper() + part[1:] for part in topic.split(".")),
-        topic=topic,
-        timestamp=now_iso(),
-        source=record.get("source") or "elsabro",
+    return Event.new(
+        topic,
+        record.get("payload"),
+        source=record.get("source"),
         correlation_id=record.get("correlationId"),
         causation_id=record["id"],
         metadata={"republishedFrom": record["topic"], "subscription": delivery.subscription},
-        payload=record.get("payload"),
     )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import BadRequest
-from .model import Event, infer_type, new_event_id, now_iso
+from .model import Event
 
 SOURCE = "claude-code"
 
@@ -150,16 +150,14 @@ class Ingest:
             raise BadRequest("a hook payload must be a JSON object")
         topic = topic_for(payload)
         metadata = self._metadata(payload)
-        event = Event(
-            id=new_event_id(),
-            type=infer_type(topic),
-            topic=topic,
-            timestamp=timestamp or now_iso(),
+        event = Event.new(
+            topic,
+            payload,
+            timestamp=timestamp,
             source=SOURCE,
             correlation_id=_text(payload.get("session_id")),
             causation_id=self._cause(topic, metadata),
             metadata=metadata,
-            payload=payload,
         )
         derived = self._derived(event, payload)
         if payload["hook_event_name"] == "SessionStart" and event.correlation_id:
@@ -216,10 +214,9 @@ class Ingest:
             return []
         self._task_status.remember(str(task_id), status)
         return [
-            Event(
-                id=new_event_id(),
-                type="TaskStatusChanged",
-                topic="task.status.changed",
+            Event.new(
+                "task.status.changed",
+                {"taskId": str(task_id), "oldStatus": old, "newStatus": status},
                 timestamp=event.timestamp,
                 source=SOURCE,
                 correlation_id=event.correlation_id,
@@ -229,7 +226,6 @@ class Ingest:
                     for key in ("projectDir", "sessionId", "promptId", "agentId")
                     if event.metadata and key in event.metadata
                 },
-                payload={"taskId": str(task_id), "oldStatus": old, "newStatus": status},
             )
         ]
 

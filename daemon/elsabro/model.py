@@ -55,6 +55,32 @@ class Event(_Wire):
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)
 
+    @classmethod
+    def new(
+        cls,
+        topic: str,
+        payload: Any = None,
+        *,
+        type: str | None = None,
+        source: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        timestamp: str | None = None,
+    ) -> Event:
+        """A new event: a fresh id, the type inferred from the topic, the time now unless given."""
+        return cls(
+            id=new_event_id(),
+            type=type or infer_type(topic),
+            topic=topic,
+            timestamp=timestamp or now_iso(),
+            source=source or DEFAULT_SOURCE,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            metadata=metadata,
+            payload=payload,
+        )
+
 
 class StoredEvent(Event):
     """An event as the log keeps it: plus its gapless per-project `sequence` and `storedAt`.
@@ -91,14 +117,12 @@ class PublishRequest(_Wire):
         return value
 
     def to_event(self) -> Event:
-        return Event(
-            id=new_event_id(),
-            type=self.type or infer_type(self.topic),
-            topic=self.topic,
-            timestamp=now_iso(),
-            source=self.source or DEFAULT_SOURCE,
+        return Event.new(
+            self.topic,
+            self.payload,
+            type=self.type,
+            source=self.source,
             correlation_id=self.correlation_id,
             causation_id=self.causation_id,
             metadata=self.metadata,
-            payload=self.payload,
         )

@@ -230,20 +230,26 @@ def _refuse_if_corrupt(path: Path, data: bytes, offset: int, good_sequence: int)
             )
 
 
-def _quarantine(path: Path, data: bytes, offset: int, tail: Tail) -> None:
+def quarantine(path: Path, data: bytes, offset: int) -> Path:
+    """Move `data[offset:]` of a segment into a quarantine file beside it (never deleted) and cut
+    the segment there; a segment cut at 0 is removed, so no empty segment breaks the numbering."""
     from .clock import now_iso
 
     stamp = now_iso().replace(":", "").replace("-", "").replace(".", "")
     target = path.with_name(f"{path.name}.quarantine-{stamp}")
-    with open(target, "wb") as fh:
-        fh.write(data[offset:])
-        fh.flush()
-        os.fsync(fh.fileno())
-    with open(path, "r+b") as fh:
-        fh.truncate(offset)
-        fh.flush()
-        os.fsync(fh.fileno())
+    durable.write_atomically(target, data[offset:])
+    if offset:
+        with open(path, "r+b") as fh:
+            fh.truncate(offset)
+            os.fsync(fh.fileno())
+    else:
+        path.unlink()
     durable.fsync_dir(path.parent)
+    return target
+
+
+def _quarantine(path: Path, data: bytes, offset: int, tail: Tail) -> None:
+    target = quarantine(path, data, offset)
     tail.quarantined_bytes = len(data) - offset
     tail.quarantine_path = target
     log.warning(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from . import spool, webhooks
+from .config import describe
 from .deadletters import DeadLetters
 from .errors import BadRequest, Busy, HandlerError, NotFound, StoreError
 from .http import Request, Response
@@ -41,21 +42,15 @@ NDJSON = "application/x-ndjson"
 Handler = Callable[["Server", Request], Awaitable[Response]]
 
 
-def describe(exc: ValidationError) -> str:
-    """A pydantic error as one line: `field.path: what is wrong`."""
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
-
-
 def parse_publish(value: Any) -> PublishRequest:
     if not isinstance(value, dict):
         raise BadRequest("an event must be a JSON object with at least a topic")
     try:
         return PublishRequest.model_validate(value)
     except ValidationError as exc:
-        raise BadRequest(describe(exc)) from None
+        problems = describe(exc)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BadRequest(problems[0] + more) from None
 
 
 class Server:

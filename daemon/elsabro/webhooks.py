@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 from . import durable
 from .clock import now_iso
 from .config import ProjectConfig, WebhookEndpoint, WebhooksConfig
-from .dispatch import FAILED_TOPIC, Member, dead_letter
+from .dispatch import Member
 from .errors import HandlerError
 from .topics import matches
 
@@ -253,11 +253,7 @@ class EndpointMember(Member):
         }
 
     def wants(self, record: dict[str, Any]) -> bool:
-        if self.disabled or not endpoint_wants(self.endpoint.events, record["topic"]):
-            return False
-        return not (
-            record["topic"] == FAILED_TOPIC and (record.get("payload") or {}).get("subscription") == self.name
-        )
+        return not self.disabled and endpoint_wants(self.endpoint.events, record["topic"])
 
     async def attempt(self, project: Project, record: dict[str, Any], number: int) -> None:
         outcome = await send(self.clients.get(), project.path, self.endpoint, self.config, record, number)
@@ -269,27 +265,18 @@ class EndpointMember(Member):
         for number in range(1, attempts + 1):
             outcome = await send(self.clients.get(), project.path, self.endpoint, self.config, record, number)
             if outcome.ok:
-                self.failures = 0
-                self.delivered += 1
+                self.succeeded()
                 return
-            self.failures += 1
-            self.last_error = outcome.error
+            self.failed(record, outcome.error or "failed", number)
             if outcome.gone:
                 self.disabled = True
                 log.error("webhook %s answered 410 Gone: endpoint disabled", self.endpoint.id)
                 await disable_endpoint(project, self.endpoint.id)
                 break
             if number < attempts:
-                await asyncio.sleep(
-                    outcome.retry_after_s
-                    if outcome.retry_after_s is not None
-                    else backoff_s(self.config, number)
-                )
-        await dead_letter(
-            project, self.name, record, HandlerError(self.last_error or "failed"), retry_count=number - 1
-        )
-        self.failures = 0
-        self.dead_lettered += 1
+                wait_s = outcome.retry_after_s
+                await asyncio.sleep(wait_s if wait_s is not None else backoff_s(self.config, number))
+        await self.park(project, record, HandlerError(self.last_error or "failed"), retry_count=number - 1)
 
 
 class Clients:
@@ -369,21 +356,29 @@ def deliveries(
 async def resend(project: Project, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Send these deliveries once more (as the seed's retryDelivery), while their events are in the log."""
     config = project.config.events.webhooks
+    wanted = {row["eventId"] for row in rows}
+    found = await asyncio.to_thread(_find_events, project, wanted)  # one pass over the log for all
     results = []
     for row in rows:
         endpoint = config.endpoint(row["endpoint"])
-        found = await asyncio.to_thread(_find_event, project, row["eventId"])
-        if endpoint is None or not found:
+        record = found.get(row["eventId"])
+        if endpoint is None or record is None:
             why = "its endpoint is gone" if endpoint is None else "its event is no longer in the log"
             results.append({"deliveryId": row["deliveryId"], "ok": False, "error": why})
             continue
         client = project.dispatcher.clients.get()
-        outcome = await send(client, project.path, endpoint, config, found, row["attempts"] + 1, replay=True)
+        outcome = await send(client, project.path, endpoint, config, record, row["attempts"] + 1, replay=True)
         results.append({"deliveryId": row["deliveryId"], "ok": outcome.ok, "error": outcome.error})
     return results
 
 
-def _find_event(project: Project, event_id: str) -> dict[str, Any] | None:
-    from .query import Query
-
-    return next((record for _, record in Query(event_id=event_id).select(project.log.read())), None)
+def _find_events(project: Project, event_ids: set[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for _, line in project.log.read():
+        if any(event_id.encode() in line for event_id in event_ids):  # cheap test before parsing
+            record = json.loads(line)
+            if record["id"] in event_ids:
+                found[record["id"]] = record
+                if len(found) == len(event_ids):
+                    break
+    return found

@@ -19,41 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from elsabro.ingest import TOPICS
 from run_claude import ScenarioRun, clean_env, ensure_claude, run_scenario
 from scenario import EXPECTED_HOOKS
 
 #: Every event of the 2.1.197 reference except WorktreeCreate/WorktreeRemove (registering
 #: WorktreeCreate replaces git worktree creation, so a logging hook would break it).
-EVENTS = [
-    "SessionStart",
-    "Setup",
-    "InstructionsLoaded",
-    "UserPromptExpansion",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PermissionRequest",
-    "PermissionDenied",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "PostToolBatch",
-    "Notification",
-    "Elicitation",
-    "ElicitationResult",
-    "SubagentStart",
-    "SubagentStop",
-    "TaskCreated",
-    "TaskCompleted",
-    "TeammateIdle",
-    "Stop",
-    "StopFailure",
-    "PreCompact",
-    "PostCompact",
-    "ConfigChange",
-    "CwdChanged",
-    "FileChanged",
-    "MessageDisplay",
-    "SessionEnd",
-]
+REPO_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "claude-code"
+EVENTS = list(TOPICS)  # every event elsabro registers
 
 REC_ENV = "E2E_REC_DIR"  # where hooks write; set per run through the session env hooks inherit
 #: POSIX sh: one file per event, written whole; prints nothing and exits 0 (never a control decision).
@@ -172,7 +145,7 @@ def validate_plugin(claude_bin: str, plugin_dir: Path, home: Path) -> subprocess
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cache", default="/tmp/cc-e2e/cc", help="npm prefix for the CLI")
+    parser.add_argument("--cache", default=str(REPO_CACHE), help="npm prefix for the CLI")
     parser.add_argument("--out", default="/tmp/cc-e2e/proof", help="scratch root for the runs")
     parser.add_argument("--runs", type=int, default=2)
     opts = parser.parse_args(argv)
