@@ -199,7 +199,7 @@ class ProjectLog:
         data = b"\n".join(chunks) + b"\n"
         self._write_all(data)
         os.fdatasync(self._fd)  # type: ignore[arg-type]
-        # Only now, durable: move the tail forward.
+        # Durable now; the writer loop moves the tail forward and answers the publishers.
         self._segment_bytes += len(data)
         return results, sequence, chain
 
