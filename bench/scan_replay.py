@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import Figure, Target, World
-from elsabro import segments
+from elsabro import segments, store
 
 SECTION = "scan"
 
@@ -168,7 +168,7 @@ def generate(project: Path, count: int, sessions: int, segment_max_bytes: int, s
     session_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(sessions)]
     templates = _templates(project)
     per_session: Counter[int] = Counter()
-    chain = segments.GENESIS_HASH
+    chain = store.GENESIS_HASH
     stamps = _timestamps()
     with _SegmentWriter(events_dir, segment_max_bytes) as out:
         for index in range(1, count + 1):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from elsabro import segments
+from elsabro import segments, store
 from elsabro.errors import Busy, LogCorrupted, WriteFailed
 from elsabro.log import ProjectLog
 from elsabro.model import PublishRequest
@@ -58,7 +58,7 @@ def newest_segment(project: Path) -> Path:
 
 
 def assert_chain(project: Path) -> list[dict[str, Any]]:
-    chain = segments.GENESIS_HASH
+    chain = store.GENESIS_HASH
     records = []
     for number, line in enumerate(lines_of(project), start=1):
         record = json.loads(line)

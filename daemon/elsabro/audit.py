@@ -18,7 +18,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .segments import GENESIS_HASH, line_hash, list_segments, quarantine
+from .errors import UsageError
+from .filestore import FileStore, read_removals
+from .segments import line_hash, list_segments, quarantine
+from .settings import Settings
+from .store import GENESIS_HASH, Store, for_project
 
 
 @dataclass
@@ -57,9 +61,19 @@ def _problem(record: object, expected_sequence: int, expected_hash: str) -> str 
 EDITED = "edited: its hash no longer matches the next record's prevHash"
 
 
+def _chain_start(events_dir: Path) -> tuple[int, str]:
+    """Where the chain starts: sequence 1 at genesis, or after the records retention removed."""
+    found = list_segments(events_dir)
+    if found and found[0][0] > 1:
+        for removal in read_removals(events_dir):
+            if removal.last_sequence == found[0][0] - 1:
+                return found[0][0], removal.last_hash
+    return 1, GENESIS_HASH
+
+
 def verify(events_dir: Path) -> Report:
     report = Report()
-    expected_sequence, expected_hash = 1, GENESIS_HASH
+    expected_sequence, expected_hash = _chain_start(events_dir)
     previous: tuple[Path, int] | None = None  # where the last intact-looking record starts
     for first, path in list_segments(events_dir):
         report.segments += 1
@@ -86,6 +100,44 @@ def verify(events_dir: Path) -> Report:
             expected_sequence, expected_hash = expected_sequence + 1, line_hash(line)
             report.records += 1
             offset += len(line) + 1
+    report.last_sequence = expected_sequence - 1
+    return report
+
+
+def verify_project(project: Path, settings: Settings) -> Report:
+    """Verify a project's log, whichever backend its config names."""
+    backend, store = for_project(project, settings)
+    if backend == "memory":
+        raise UsageError("the memory store keeps nothing on disk: there is nothing to verify")
+    if isinstance(store, FileStore):
+        return verify(store.events_dir)
+    try:
+        return verify_store(store)
+    finally:
+        store.close()
+
+
+def verify_store(store: Store) -> Report:
+    """The same check over any backend's records (one chain, whatever keeps the lines)."""
+    report = Report()
+    removals = store.removals()
+    expected_sequence, expected_hash = (
+        (removals[-1].last_sequence + 1, removals[-1].last_hash) if removals else (1, GENESIS_HASH)
+    )
+    where = Path(getattr(store, "path", "<memory>"))
+    for _, line in store.read():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        problem = _problem(record, expected_sequence, expected_hash)
+        if problem is not None:
+            # An edited record shows in the next one's prevHash: name the edited one.
+            at = expected_sequence - 1 if problem == EDITED and report.records else expected_sequence
+            report.finding = Finding(at, problem, where, 0)
+            return report
+        expected_sequence, expected_hash = expected_sequence + 1, line_hash(line)
+        report.records += 1
     report.last_sequence = expected_sequence - 1
     return report
 

@@ -62,36 +62,6 @@ def _json_arg(text: str, what: str) -> Any:
         raise UsageError(f"{what} is not valid JSON: {exc}") from None
 
 
-def _query_params(args: argparse.Namespace) -> dict[str, str]:
-    from .query import parse_time  # resolved here, in the user's time zone
-
-    params = {
-        "topic": args.topic,
-        "correlation": getattr(args, "correlation", None),
-        "id": getattr(args, "id", None),
-    }
-    for name in ("since", "until"):
-        value = getattr(args, name, None)
-        params[name] = parse_time(value) if value else None
-    if args.limit is not None:
-        params["limit"] = str(args.limit)
-    return {key: value for key, value in params.items() if value}
-
-
-def _print_record(line: bytes, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(line.decode("utf-8", "replace") + "\n")
-    else:
-        record = json.loads(line)
-        session = (record.get("correlationId") or "-")[:8]
-        payload = json.dumps(record.get("payload"), ensure_ascii=False)
-        payload = payload if len(payload) <= 80 else payload[:77] + "..."
-        sys.stdout.write(
-            f"{record['sequence']:>7}  {record['timestamp']}  {record['topic']:<30} {session:<8}  {payload}\n"
-        )
-    sys.stdout.flush()
-
-
 # -- commands ------------------------------------------------------------------------
 
 
@@ -147,27 +117,6 @@ def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
-    params = _query_params(args)
-    for line in ctx.with_daemon(lambda c: c.events(params)):
-        _print_record(line, args.json)
-    return 0
-
-
-def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
-    params = _query_params(args)
-    if not args.follow:
-        return cmd_history(ctx, args)
-    params["follow"] = "1"
-    lines = ctx.with_daemon(lambda c: c.stream("/v1/events", params))
-    try:
-        for line in lines:
-            _print_record(line, args.json)
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
 def cmd_hooks(ctx: Context, args: argparse.Namespace) -> int:
     from . import claude
 
@@ -196,56 +145,7 @@ def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
-def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
-    from .audit import verify
-
-    report = verify(Path(ctx.project) / ".elsabro" / "events")
-    found = report.finding
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "intact": report.intact,
-                    "records": report.records,
-                    "segments": report.segments,
-                    "firstBadSequence": found.sequence if found else None,
-                    "problem": found.problem if found else None,
-                }
-            )
-        )
-    elif found is None:
-        print(f"intact: {report.records} records in {report.segments} segments, chain verified")
-    else:
-        where = f"{found.segment.name}, byte {found.offset}"
-        print(f"NOT intact at sequence {found.sequence}: {found.problem} ({where})")
-    return 0 if report.intact else 1
-
-
-def cmd_repair(ctx: Context, args: argparse.Namespace) -> int:
-    from .audit import repair
-
-    if client_mod.stop_daemon(ctx.settings):
-        print("stopped the daemon (the next command starts it again)")
-    result = repair(Path(ctx.project) / ".elsabro" / "events")
-    if result.finding is None:
-        print("nothing to repair: the log is intact")
-        return 0
-    removed = result.removed_sequences
-    span = f"{min(removed)}..{max(removed)}" if removed else "none"
-    print(f"damage at sequence {result.finding.sequence}: {result.finding.problem}")
-    print(f"moved {len(removed)} records (sequences {span}) to quarantine:")
-    for path in result.quarantined:
-        print(f"  {path}")
-    return 0
-
-
 # -- parsing -------------------------------------------------------------------------
-
-
-def _add_filters(parser: argparse.ArgumentParser, *, limit: int | None) -> None:
-    parser.add_argument("--topic", help="topic or pattern: * is one segment, # any number")
-    parser.add_argument("--json", action="store_true", help="one stored event per line, as JSON")
-    parser.add_argument("--limit", "-n", type=int, default=limit, help="only the last N matching events")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,19 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--metadata", help="metadata as a JSON object")
     publish.set_defaults(func=cmd_publish)
 
-    history = commands.add_parser("history", help="stored events, oldest first")
-    _add_filters(history, limit=None)
-    history.add_argument("--since", help="ISO 8601 or a duration back from now: 15m, 2h, 7d")
-    history.add_argument("--until", help="ISO 8601 or a duration back from now")
-    history.add_argument("--correlation", help="only this correlation id (a session)")
-    history.add_argument("--id", help="only the event with this id")
-    history.set_defaults(func=cmd_history)
-
-    tail = commands.add_parser("tail", help="the latest events; -f keeps following")
-    _add_filters(tail, limit=10)
-    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
-    tail.set_defaults(func=cmd_tail)
-
     hooks = commands.add_parser(
         "hooks", help="register the hook in Claude Code settings (without the plugin)"
     )
@@ -300,15 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check the whole chain and say what to fix")
     doctor.set_defaults(func=cmd_doctor)
 
-    verify = commands.add_parser("verify", help="check the log's hash chain; exit 0 only if intact")
-    verify.add_argument("--json", action="store_true")
-    verify.set_defaults(func=cmd_verify)
+    from . import cli_log, cli_subscriptions, cli_views, cli_webhooks
 
-    repair = commands.add_parser("repair", help="quarantine damaged records so the log verifies again")
-    repair.set_defaults(func=cmd_repair)
-
-    from . import cli_subscriptions, cli_webhooks
-
+    cli_log.register(commands)
+    cli_views.register(commands)
     cli_subscriptions.register(commands)
     cli_webhooks.register(commands)
     return parser

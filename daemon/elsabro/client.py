@@ -55,7 +55,10 @@ class _Response:
             self.close()
 
     def chunks(self) -> Iterator[bytes]:
-        """The body of a chunked response, chunk by chunk, as the daemon sends them."""
+        """The body chunk by chunk as the daemon sends them (or whole, if it sent a length)."""
+        if "content-length" in self.headers:
+            yield self.read()
+            return
         try:
             while True:
                 size_line = self._file.readline()
@@ -123,14 +126,11 @@ class Client:
 
     def stream(self, path: str, params: dict[str, str], timeout_s: float | None = None) -> Iterator[bytes]:
         """Lines of a streamed answer (`follow`) as they arrive; TimeoutError after `timeout_s` of silence."""
+        # Connected and answered before returning: a missing daemon raises here, not mid-iteration.
         response = self._open("GET", path + "?" + urlencode(params, quote_via=quote), None, timeout_s)
         if response.status >= 300:
             raise _error_from(response.status, response.read())
-        pending = b""
-        for chunk in response.chunks():
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            yield from lines
+        return _lines(response)
 
     # -- the calls themselves ------------------------------------------------------
 
@@ -154,6 +154,14 @@ class Client:
 
     def shutdown(self) -> None:
         self.call("POST", "/v1/shutdown")
+
+
+def _lines(response: _Response) -> Iterator[bytes]:
+    pending = b""
+    for chunk in response.chunks():
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from lines
 
 
 def _error_from(status: int, data: bytes) -> ElsabroError:

@@ -38,8 +38,11 @@ class _Strict(BaseModel):
 
 
 class Retention(_Strict):
+    """Old events to remove: more than `maxEvents` back, or older than `maxAge` (30d, 6m, 1y)."""
+
     max_events: int | None = Field(default=None, ge=1)
     max_age: str | None = Field(default=None, pattern=r"^\d+[dmy]$")
+    archive: bool = Field(default=False, description="keep removed events gzipped in .elsabro/archive")
 
 
 class Snapshots(_Strict):
@@ -49,7 +52,9 @@ class Snapshots(_Strict):
 
 class StoreConfig(_Strict):
     enabled: bool = True
-    backend: Literal["file"] = "file"
+    backend: Literal["file", "sqlite", "memory"] = Field(
+        default="file", description="read when the daemon opens the project; a change needs a restart"
+    )
     path: str = ".elsabro/events"
     retention: Retention = Retention()
     snapshots: Snapshots = Snapshots()

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
+from . import retention
 from .config import CONFIG_FILE
 from .errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError
 from .http import Request, Response, serve_connection
@@ -145,9 +146,29 @@ class Daemon:
         log.info("elsabro %s listening on %s (pid %d)", self.version, settings.socket_path, os.getpid())
         self.ready.set()
         self._watch_user_config()
-        task = asyncio.get_running_loop().create_task(self._open_spooled_projects())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self._open_spooled_projects())
+        self._spawn(self._maintain())
+
+    async def _maintain(self) -> None:
+        """Now and then: drain spools that a full disk left behind, and apply retention.
+
+        A spool file is drained as soon as it appears; this catches the ones whose drain
+        failed (no space to write them) once space is back.
+        """
+        retention_due = time.monotonic() + self.settings.maintenance_interval_s
+        while True:
+            await asyncio.sleep(self.settings.maintenance_interval_s)
+            for project in self.projects.open_projects():
+                waiting = await asyncio.to_thread(pending, spool_dir(project.path))
+                if waiting and project.log.failure is None:
+                    await project.drainer.drain_logged()
+            if time.monotonic() >= retention_due:
+                retention_due = time.monotonic() + self.settings.retention_interval_s
+                for project in self.projects.open_projects():
+                    try:
+                        await retention.run(project)
+                    except (OSError, ElsabroError) as exc:
+                        log.error("retention for %s failed: %s", project.path, exc)
 
     def _watch_user_config(self) -> None:
         """The user's config is merged under every project's: a change reloads them all."""

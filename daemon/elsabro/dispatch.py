@@ -359,6 +359,17 @@ class Dispatcher:
             _write_cursors(self.project.path, {**_read_cursors(self.project.path), **cursors})
             self._saved = cursors
 
+    def oldest_needed(self) -> int:
+        """The oldest sequence a durable consumer may still need: the one after its checkpointed
+        cursor (after a crash it resumes from there, not from its cursor in memory)."""
+        saved = _read_cursors(self.project.path)
+        needed = [
+            min(consumer.cursor, saved.get(key, consumer.cursor)) + 1
+            for key, consumer in self.consumers.items()
+            if consumer.durable
+        ]
+        return min(needed, default=self.project.log.committed_sequence + 1)
+
     def member(self, name: str) -> Member:
         for consumer in self.consumers.values():
             for member in consumer.members:

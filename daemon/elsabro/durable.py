@@ -8,6 +8,7 @@ it, rename it over the old one, fsync the directory; appends are fsynced before 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
@@ -20,18 +21,31 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `data`: readers and crashes see the old file or the new one."""
+def write_atomically(path: Path, data: bytes, mode: int = 0o600, *, fsync: bool = True) -> None:
+    """Replace `path` with `data`: readers and crashes see the old file or the new one.
+
+    `fsync=False` is for caches (an index, a snapshot): still never half-written for a
+    reader, but after a crash the file may be missing, which a cache tolerates.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Unique per thread too: two threads may refresh the same cache file at once.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        _write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(temporary, path)
-    fsync_dir(path.parent)
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def append(path: Path, data: bytes) -> None:
@@ -39,9 +53,7 @@ def append(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
         os.fdatasync(fd)
     finally:
         os.close(fd)

@@ -12,6 +12,7 @@
     │   └── Busy                  the project's write queue is full; retry shortly (503)
     ├── StoreError                the log cannot take writes
     │   ├── WriteFailed           a write or fsync failed; the writer stopped (fail closed) (507)
+    │   ├── DiskFull              no space for this write; nothing half-written, retry later (507)
     │   └── LogCorrupted          a damaged record inside the log; writes refused until repair (409)
     └── DaemonError               the daemon process itself
         ├── DaemonNotRunning      nothing answers on the socket
@@ -112,6 +113,13 @@ class WriteFailed(StoreError):
     """A write or fsync failed: the writer stops acknowledging until the daemon restarts."""
 
     code = "write_failed"
+    http_status = 507
+
+
+class DiskFull(StoreError):
+    """No space left for a write: it was cut back off, nothing is acknowledged, later writes may succeed."""
+
+    code = "disk_full"
     http_status = 507
 
 

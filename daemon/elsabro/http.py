@@ -38,8 +38,17 @@ class Request:
     def json(self) -> Any:
         """The body as JSON, with one clear error for each way it can be wrong."""
         try:
-            return json.loads(self.body)
-        except UnicodeDecodeError:
+            value = json.loads(self.body)
+            # json.loads decodes bytes with "surrogatepass" and keeps `\ud800`-style escapes, so
+            # a lone surrogate (encoded, b"\xed\xa0\x80", or escaped) got through, and no UTF-8
+            # writer can write it back: on "\ud800" the log's writer died (every later publish
+            # to the project hung); "\udcff" went to disk as a raw 0xff byte and the log read as
+            # corrupted after a restart. Only a body with a \u escape, an 0xed byte or NULs (a
+            # UTF-16/32 body) can hold one: the others are not checked again.
+            if b"\\u" in self.body or b"\xed" in self.body or b"\x00" in self.body:
+                json.dumps(value, ensure_ascii=False).encode()
+            return value
+        except UnicodeError:  # UnicodeDecodeError, and the UnicodeEncodeError above
             raise BadRequest("body is not valid UTF-8") from None
         except RecursionError:
             raise BadRequest("JSON nested too deeply") from None
@@ -58,7 +67,11 @@ class Response:
 
     @classmethod
     def json(cls, value: Any, status: int = 200) -> Response:
-        return cls(status, json.dumps(value, ensure_ascii=False).encode() + b"\n")
+        # backslashreplace: a lone surrogate (a header's non-UTF-8 byte, decoded with
+        # surrogateescape, named in an error message) raised UnicodeEncodeError here, out of
+        # serve_connection, and the client got no answer at all. It can only sit inside a JSON
+        # string, where `\udcff` is the valid escape for it.
+        return cls(status, json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n")
 
     @classmethod
     def error(cls, exc: ElsabroError) -> Response:

@@ -9,6 +9,10 @@ raises Busy at once instead of letting latency grow without limit.
 
 A failed write or fsync stops the writer for good (retrying fsync can falsely succeed):
 every later append raises WriteFailed until the daemon restarts and recovers the log.
+A full disk is the one write error that does not: the store cuts the partial write off
+and refuses that group with DiskFull, and the next group tries again.
+
+Where the lines go is the store's business (store.py): segment files by default.
 """
 
 from __future__ import annotations
@@ -16,18 +20,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import durable, redact, segments
-from .errors import Busy, LogCorrupted, StoreError, WriteFailed
+from . import redact, segments
+from .errors import Busy, DiskFull, LogCorrupted, StoreError, WriteFailed
+from .filestore import FileStore
 from .model import Event, now_iso
 from .settings import Settings
+from .store import GENESIS_HASH, Store, Tail
+
+if TYPE_CHECKING:
+    from .query import Query
 
 log = logging.getLogger("elsabro.log")
 
@@ -46,21 +54,22 @@ def _dumps(record: dict[str, Any]) -> bytes:
 class ProjectLog:
     """The log of one project, written only by this object's writer task."""
 
-    def __init__(self, project_dir: Path, settings: Settings, io: Executor | None = None) -> None:
+    def __init__(
+        self, project_dir: Path, settings: Settings, io: Executor | None = None, store: Store | None = None
+    ) -> None:
         self.project_dir = project_dir
         self.events_dir = project_dir / ".elsabro" / "events"
         self.settings = settings
+        self.store: Store = store if store is not None else FileStore(self.events_dir, settings)
         self._io = io
         self._pending: deque[_Pending] = deque()
         self._pending_events = 0
         self._wake = asyncio.Event()
         self._closing = False
         self._failure: StoreError | None = None
-        self._fd: int | None = None
-        self._segment_bytes = 0
-        self._segment: Path | None = None
+        self._disk_full_logged = False
         self.committed_sequence = 0
-        self._hash = segments.GENESIS_HASH
+        self._hash = GENESIS_HASH
         self.recent: deque[tuple[int, bytes]] = deque(maxlen=settings.recent_records)
         self.spool_ids: set[str] = set()
         self.rules = redact.Rules()  # the project's redaction rules, set from its config
@@ -70,20 +79,17 @@ class ProjectLog:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def open(self) -> segments.Tail:
+    def open(self) -> Tail:
         """Recover the log and get ready to write (blocking: run it in a thread)."""
-        self.events_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            tail = segments.recover(self.events_dir, self.settings.recent_records)
+            tail = self.store.open(self.settings.recent_records)
         except LogCorrupted as exc:
             self._failure = exc
             log.error("%s", exc)
-            return segments.Tail()
+            return Tail()
         self.committed_sequence, self._hash = tail.sequence, tail.hash
         self.recent.extend(tail.recent)
         self.spool_ids = tail.spool_ids
-        if tail.segment is not None:
-            self._open_segment(tail.segment)
         return tail
 
     def start(self) -> None:
@@ -95,9 +101,7 @@ class ProjectLog:
         self._wake.set()
         if self._writer is not None:
             await self._writer
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self.store.close()
 
     @property
     def failure(self) -> StoreError | None:
@@ -130,9 +134,13 @@ class ProjectLog:
                 group = self._take_group()
                 try:
                     results, sequence, chain = await loop.run_in_executor(self._io, self._write_group, group)
+                except DiskFull as exc:
+                    self._refuse(group, exc)
+                    continue
                 except OSError as exc:
                     self._fail(group, exc)
                     return
+                self._disk_full_logged = False
                 # Durable now: move the tail forward and answer the publishers.
                 self.committed_sequence, self._hash = sequence, chain
                 for item, stored in zip(group, results, strict=True):
@@ -156,6 +164,15 @@ class ProjectLog:
         self._pending_events -= count
         return group
 
+    def _refuse(self, group: list[_Pending], exc: DiskFull) -> None:
+        """Only this group fails: nothing of it reached the disk, and the next one may fit."""
+        if not self._disk_full_logged:  # once per full-disk episode, not once per publish
+            log.error("%s", exc)
+            self._disk_full_logged = True
+        for item in group:
+            if not item.done.done():
+                item.done.set_exception(DiskFull(str(exc)))
+
     def _fail(self, group: list[_Pending], exc: OSError) -> None:
         self._failure = WriteFailed(
             f"writing {self.events_dir} failed: {exc.strerror or exc}; restart the daemon"
@@ -172,8 +189,6 @@ class ProjectLog:
     def _write_group(
         self, group: list[_Pending]
     ) -> tuple[list[list[tuple[dict[str, Any], bytes]]], int, str]:
-        if self._fd is None or self._segment_bytes >= self.settings.segment_max_bytes:
-            self._roll()
         sequence, chain = self.committed_sequence, self._hash
         stored_at = now_iso()
         results = []
@@ -196,30 +211,14 @@ class ProjectLog:
                 chunks.append(line)
                 stored.append((record, line))
             results.append(stored)
-        data = b"\n".join(chunks) + b"\n"
-        self._write_all(data)
-        os.fdatasync(self._fd)  # type: ignore[arg-type]
+        self.store.write(chunks, self.committed_sequence + 1)
         # Durable now; the writer loop moves the tail forward and answers the publishers.
-        self._segment_bytes += len(data)
         return results, sequence, chain
 
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)  # type: ignore[arg-type]
-            view = view[written:]
-
-    def _roll(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-        path = self.events_dir / segments.segment_name(self.committed_sequence + 1)
-        self._open_segment(path)
-        durable.fsync_dir(self.events_dir)
-
-    def _open_segment(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._segment = path
-        self._segment_bytes = os.fstat(self._fd).st_size
+    def forget_through(self, sequence: int) -> None:
+        """Retention removed the records up to `sequence`: memory must not serve them either."""
+        while self.recent and self.recent[0][0] <= sequence:
+            self.recent.popleft()
 
     async def wait_beyond(self, sequence: int) -> None:
         """Return once a record after `sequence` is committed."""
@@ -238,9 +237,21 @@ class ProjectLog:
         if recent and recent[0][0] <= after_sequence + 1:
             yield from ((seq, line) for seq, line in recent if after_sequence < seq <= upto)
             return
-        yield from segments.read_lines(self.events_dir, after_sequence, upto)
+        yield from self.store.read(after_sequence, upto)
 
     def read_backwards(self, after_sequence: int = 0, upto: int | None = None) -> Iterator[tuple[int, bytes]]:
         """Committed records in (after_sequence, upto], newest first (blocking: run it in a thread)."""
         upto = self.committed_sequence if upto is None else min(upto, self.committed_sequence)
-        yield from segments.read_lines_backwards(self.events_dir, after_sequence, upto)
+        yield from self.store.read_backwards(after_sequence, upto)
+
+    def candidates(
+        self, query: Query, upto: int | None = None, newest_first: bool = False
+    ) -> Iterator[tuple[int, bytes]]:
+        """Committed records the query may match (the store's index rules out the rest; blocking)."""
+        upto = self.committed_sequence if upto is None else min(upto, self.committed_sequence)
+        recent = list(self.recent)
+        if recent and recent[0][0] <= query.after_sequence + 1:  # a live reader near the head
+            found = [(seq, line) for seq, line in recent if query.after_sequence < seq <= upto]
+            yield from reversed(found) if newest_first else found
+            return
+        yield from self.store.candidates(query, upto, newest_first)

@@ -24,6 +24,7 @@ from .ingest import Ingest
 from .log import ProjectLog
 from .settings import Settings
 from .spool import Drainer
+from .store import for_project
 
 log = logging.getLogger("elsabro.projects")
 
@@ -60,6 +61,7 @@ class Project:
 
     def __init__(self, path: Path, settings: Settings, io: Executor | None) -> None:
         self.path = path
+        self.settings = settings
         self.log = ProjectLog(path, settings, io)
         self.ingest = Ingest(str(path))
         self.drainer = Drainer(self)
@@ -70,6 +72,7 @@ class Project:
         """Blocking: recover the log and write `.elsabro/.gitignore`."""
         # Owner-only: the log is an audit trail of what the agent did, files and commands included.
         (self.path / ".elsabro").mkdir(mode=0o700, exist_ok=True)
+        _, self.log.store = for_project(self.path, self.settings)  # read once: a change needs a restart
         self.log.open()
         self.ingest.learn(json.loads(line) for _, line in self.log.recent)
         gitignore = self.path / ".elsabro" / ".gitignore"

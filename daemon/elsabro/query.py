@@ -52,6 +52,7 @@ class Query:
     until: str | None = None  # normalised UTC ISO, inclusive
     correlation_id: str | None = None
     event_id: str | None = None
+    caused_by: str | None = None  # this event and every event its causation links lead back to it
     after_sequence: int = 0
     limit: int | None = None  # the last `limit` matches, oldest first
 
@@ -64,7 +65,17 @@ class Query:
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> Query:
         """From the query string of a request (times already normalised by the client)."""
-        unknown = set(params) - {"topic", "since", "until", "correlation", "id", "after", "limit", "follow"}
+        unknown = set(params) - {
+            "topic",
+            "since",
+            "until",
+            "correlation",
+            "id",
+            "causedBy",
+            "after",
+            "limit",
+            "follow",
+        }
         if unknown:
             raise UsageError(f"unknown query parameter {sorted(unknown)[0]!r}")
         try:
@@ -74,6 +85,7 @@ class Query:
                 until=parse_time(params["until"]) if params.get("until") else None,
                 correlation_id=params.get("correlation") or None,
                 event_id=params.get("id") or None,
+                caused_by=params.get("causedBy") or None,
                 after_sequence=int(params.get("after") or 0),
                 limit=int(params["limit"]) if params.get("limit") else None,
             )
@@ -87,6 +99,7 @@ class Query:
             "until": self.until,
             "correlation": self.correlation_id,
             "id": self.event_id,
+            "causedBy": self.caused_by,
             "after": str(self.after_sequence) if self.after_sequence else None,
             "limit": str(self.limit) if self.limit is not None else None,
         }
@@ -112,6 +125,20 @@ class Query:
             return False
         return self.event_id is None or record.get("id") == self.event_id
 
+    def _descendants(self, lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """The `caused_by` event and its effects, transitively, that the other filters accept.
+
+        An effect is stored after its cause, so one pass in log order (`lines` must be in
+        log order) follows every link; the links run through records the filters reject.
+        """
+        chain = {self.caused_by}
+        for _, line in lines:
+            record = json.loads(line)
+            if record.get("id") in chain or record.get("causationId") in chain:
+                chain.add(record.get("id"))
+                if self.accepts(record):
+                    yield line, record
+
     def select_last(self, newest_first: Iterable[tuple[int, bytes]]) -> list[tuple[bytes, dict[str, Any]]]:
         """The last `limit` matches, oldest first, reading newest first and stopping early."""
         assert self.limit is not None
@@ -127,6 +154,8 @@ class Query:
             for _, line in lines
             if all(needle in line for needle in needles) and self.accepts(record := json.loads(line))
         )
+        if self.caused_by is not None:
+            matched = self._descendants(lines)
         if self.limit is not None:
             matched = deque(matched, maxlen=self.limit)
         yield from matched

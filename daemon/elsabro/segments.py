@@ -21,16 +21,15 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import durable
 from .errors import LogCorrupted
+from .store import GENESIS_HASH, Tail, line_sequence
 
 log = logging.getLogger("elsabro.log")
 
-GENESIS_HASH = "0" * 64
 SEGMENT_PREFIX = "segment-"
 SEGMENT_SUFFIX = ".jsonl"
 # How far back from a segment's end to look for its last line.
@@ -69,17 +68,6 @@ def iter_lines(path: Path) -> Iterator[bytes]:
             if not line.endswith(b"\n"):
                 return  # being written right now, or a torn tail: not a record yet
             yield line[:-1]
-
-
-def line_sequence(line: bytes) -> int:
-    """The sequence of a record line without parsing all of it.
-
-    `sequence` is written after `payload` and only flat fields follow it, and a quote
-    inside a JSON string is always escaped: the last `"sequence":` is the record's own.
-    """
-    start = line.rindex(b'"sequence":') + 11
-    end = line.index(b",", start)
-    return int(line[start:end])
 
 
 def read_lines(
@@ -132,19 +120,6 @@ def last_line(path: Path) -> bytes | None:
     return complete_lines[-1] if complete_lines else None
 
 
-@dataclass
-class Tail:
-    """Where a recovered log ends, and what the writer needs to go on from there."""
-
-    sequence: int = 0
-    hash: str = GENESIS_HASH
-    segment: Path | None = None
-    recent: list[tuple[int, bytes]] = field(default_factory=list)
-    spool_ids: set[str] = field(default_factory=set)
-    quarantined_bytes: int = 0
-    quarantine_path: Path | None = None
-
-
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(line)
@@ -155,21 +130,25 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return record
 
 
-def _start_of_segment(segments: list[tuple[int, Path]]) -> tuple[int, str]:
+def _start_of_segment(segments: list[tuple[int, Path]], base_hash: str) -> tuple[int, str]:
     """The sequence and hash the newest segment must continue from."""
     if len(segments) < 2:
-        return segments[0][0] - 1 if segments else 0, GENESIS_HASH
+        return segments[0][0] - 1 if segments else 0, base_hash
     previous = last_line(segments[-2][1])
-    return segments[-1][0] - 1, line_hash(previous) if previous is not None else GENESIS_HASH
+    return segments[-1][0] - 1, line_hash(previous) if previous is not None else base_hash
 
 
-def recover(events_dir: Path, keep_recent: int) -> Tail:
-    """Open a log for writing: validate the newest segment and cut a torn tail."""
+def recover(events_dir: Path, keep_recent: int, base_hash: str = GENESIS_HASH) -> Tail:
+    """Open a log for writing: validate the newest segment and cut a torn tail.
+
+    `base_hash` is what the oldest segment chains from: genesis, unless retention removed
+    the segments before it.
+    """
     segments = list_segments(events_dir)
     if not segments:
         return Tail()
     path = segments[-1][1]
-    sequence, chain = _start_of_segment(segments)
+    sequence, chain = _start_of_segment(segments, base_hash)
     tail = Tail(sequence=sequence, hash=chain, segment=path)
     data = path.read_bytes()
     offset = 0
@@ -192,7 +171,7 @@ def recover(events_dir: Path, keep_recent: int) -> Tail:
         _refuse_if_corrupt(path, data, offset, tail.sequence)
     if batch_start is not None:
         offset = batch_start  # a batch cut short is dropped whole
-        _forget_from(tail, data, batch_start, segments)
+        _forget_from(tail, data, batch_start, _start_of_segment(segments, base_hash))
     if offset < len(data):
         _quarantine(path, data, offset, tail)
     return tail
@@ -207,14 +186,14 @@ def _remember(tail: Tail, record: dict[str, Any], line: bytes, keep_recent: int)
         tail.spool_ids.add(metadata["spoolId"])
 
 
-def _forget_from(tail: Tail, data: bytes, offset: int, segments: list[tuple[int, Path]]) -> None:
+def _forget_from(tail: Tail, data: bytes, offset: int, start: tuple[int, str]) -> None:
     """Roll the tail back to just before `offset` (the start of an unfinished batch)."""
     kept = data[:offset]
     lines = kept.split(b"\n")[:-1]
     if lines:
         tail.sequence, tail.hash = json.loads(lines[-1])["sequence"], line_hash(lines[-1])
     else:
-        tail.sequence, tail.hash = _start_of_segment(segments)
+        tail.sequence, tail.hash = start
     tail.recent = [(seq, line) for seq, line in tail.recent if seq <= tail.sequence]
 
 

@@ -5,7 +5,10 @@
     POST /v1/publish             one event            -> its stored record
     POST /v1/publish/batch       {"events": [...]}    -> {"events": [stored...]}, all or nothing
     POST /v1/hook                a raw Claude Code hook payload -> {}
-    GET  /v1/events?topic=&since=&until=&correlation=&id=&after=&limit=[&follow=1]
+    POST /v1/cleanup             apply the retention policy now -> {"removed": {...} | null}
+    GET  /v1/views/sessions|tasks|agents|stats   a projection's rows -> {"rows": [...]}
+    GET  /v1/views/session?id=   one session's timeline -> {"rows": [...]}
+    GET  /v1/events?topic=&since=&until=&correlation=&id=&causedBy=&after=&limit=[&follow=1]
                                  stored records as JSON Lines, oldest first; `follow`
                                  keeps the response open and streams new ones
 
@@ -15,22 +18,26 @@ Every project-scoped request names its project in the `Elsabro-Project` header.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from . import spool, webhooks
+from . import retention, spool, webhooks
 from .config import describe
 from .deadletters import DeadLetters
 from .errors import BadRequest, Busy, HandlerError, NotFound, StoreError
 from .http import Request, Response
 from .model import PublishRequest, new_event_id, now_iso
+from .projections import PROJECTIONS, session_timeline
 from .projects import Project
 from .query import Query, parse_time
+from .snapshots import rebuild, view
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -72,6 +79,9 @@ class Server:
             ("POST", "/v1/deadletters/retry"): Server.retry_dead_letters,
             ("POST", "/v1/deadletters/purge"): Server.purge_dead_letters,
             ("POST", "/v1/webhooks/resend"): Server.resend_webhooks,
+            ("POST", "/v1/cleanup"): Server.cleanup,
+            ("GET", "/v1/views/session"): Server.session_view,
+            **{("GET", f"/v1/views/{name}"): Server.view for name in PROJECTIONS},
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -149,8 +159,12 @@ class Server:
         project = await self.project(request)
         if request.params.get("follow") in ("1", "true"):
             return Response(content_type=NDJSON, stream=follow(project, query))
-        lines = await asyncio.to_thread(_select, project, query, project.log.committed_sequence)
-        return Response(body=b"".join(line + b"\n" for line in lines), content_type=NDJSON)
+        upto = project.log.committed_sequence
+        if query.limit is not None or query.event_id is not None:  # a few records: one body
+            lines = await asyncio.to_thread(_select, project, query, upto)
+            return Response(body=b"".join(line + b"\n" for line in lines), content_type=NDJSON)
+        # Possibly the whole log: streamed, never held in memory at once.
+        return Response(content_type=NDJSON, stream=_in_thread(_matching(project, query, upto)))
 
     async def subscriptions(self, request: Request) -> Response:
         project = await self.project(request)
@@ -246,6 +260,43 @@ class Server:
             raise BadRequest("name a deliveryId, or an endpoint (and since)")
         return Response.json({"results": await webhooks.resend(project, rows)})
 
+    async def cleanup(self, request: Request) -> Response:
+        """Apply the project's retention policy now."""
+        project = await self.project(request)
+        policy = project.config.events.store.retention
+        if policy.max_events is None and policy.max_age is None:
+            raise BadRequest("no retention policy: set events.store.retention.maxEvents or maxAge")
+        removal = await retention.run(project)
+        return Response.json({"removed": removal.to_json() if removal else None})
+
+    async def view(self, request: Request) -> Response:
+        """A projection's rows, resumed from its snapshot (`elsabro sessions|tasks|agents|stats`)."""
+        name = request.path.rsplit("/", 1)[1]
+        project = await self.project(request)
+        snapshots = project.config.events.store.snapshots
+        read = project.log.read
+        if snapshots.enabled:
+            where = project.path / ".elsabro" / "views"
+            rows = await asyncio.to_thread(view, name, read, where, snapshots.frequency)
+        else:
+            rows = await asyncio.to_thread(lambda: rebuild(name, (line for _, line in read())))
+        return Response.json({"rows": rows})
+
+    async def session_view(self, request: Request) -> Response:
+        """The timeline of one session (`elsabro session ID`), from its events alone."""
+        session_id = request.params.get("id")
+        if not session_id:
+            raise BadRequest("name the session: ?id=SESSION_ID")
+        project = await self.project(request)
+        query = Query(correlation_id=session_id)
+        upto = project.log.committed_sequence
+        records = await asyncio.to_thread(
+            lambda: [json.loads(line) for line in _matching(project, query, upto)]
+        )
+        if not records:
+            raise NotFound(f"no events of session {session_id}")
+        return Response.json({"rows": session_timeline(records)})
+
 
 def _object(request: Request) -> dict[str, Any]:
     body = request.json()
@@ -255,10 +306,32 @@ def _object(request: Request) -> dict[str, Any]:
 
 
 def _select(project: Project, query: Query, upto: int) -> list[bytes]:
-    if query.limit is not None:  # the newest matches: read from the end, stop once found
-        found = query.select_last(project.log.read_backwards(query.after_sequence, upto))
+    if query.limit is not None and query.caused_by is None:  # the newest: read from the end, stop early
+        found = query.select_last(project.log.candidates(query, upto, newest_first=True))
         return [line for line, _ in found]
-    return [line for line, _ in query.select(project.log.read(query.after_sequence, upto))]
+    return list(_matching(project, query, upto))
+
+
+def _matching(project: Project, query: Query, upto: int) -> Iterator[bytes]:
+    """The matching lines in log order (blocking: runs in a thread)."""
+    log = project.log
+    if query.caused_by is not None:  # the chain starts at its first event: read from there
+        first = Query(event_id=query.caused_by)
+        root = next(first.select(log.candidates(first, upto)), None)
+        if root is None:
+            return
+        query = replace(query, after_sequence=max(query.after_sequence, root[1]["sequence"] - 1))
+    yield from (line for line, _ in query.select(log.candidates(query, upto)))
+
+
+async def _in_thread(lines: Iterator[bytes], batch: int = 2_000) -> AsyncIterator[bytes]:
+    """Chunks of a blocking iterator's lines, each batch read in a worker thread."""
+
+    def take() -> list[bytes]:
+        return list(islice(lines, batch))
+
+    while chunk := await asyncio.to_thread(take):
+        yield b"".join(line + b"\n" for line in chunk)
 
 
 async def follow(project: Project, query: Query) -> AsyncIterator[bytes]:

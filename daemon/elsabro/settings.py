@@ -54,6 +54,10 @@ class Settings:
     idle_timeout_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     start_timeout_s: float = 10.0
+    # How often the daemon retries spooled events a full disk left behind.
+    maintenance_interval_s: float = 10.0
+    # How often the daemon applies each project's retention policy (`elsabro cleanup` runs it now).
+    retention_interval_s: float = 3600.0
 
     @cached_property
     def state_dir(self) -> Path:

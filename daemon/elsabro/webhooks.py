@@ -41,6 +41,7 @@ from .clock import now_iso
 from .config import ProjectConfig, WebhookEndpoint, WebhooksConfig
 from .dispatch import Member
 from .errors import HandlerError
+from .formats import cloudevent
 from .topics import matches
 
 if TYPE_CHECKING:
@@ -106,28 +107,6 @@ def standard_headers(message_id: str, timestamp_s: int, body: bytes, secrets: li
     if signatures:
         headers["webhook-signature"] = " ".join(signatures)
     return headers
-
-
-def cloudevent(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored event as a CloudEvents 1.0 structured-mode object."""
-    event: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": record["id"],
-        "source": f"/elsabro/{record.get('source') or 'elsabro'}",
-        "type": record["topic"],
-        "time": record["timestamp"],
-        "datacontenttype": "application/json",
-        "data": record.get("payload"),
-        "elsabrotype": record["type"],
-    }
-    for attribute, key in (
-        ("correlationid", "correlationId"),
-        ("causationid", "causationId"),
-        ("sequence", "sequence"),
-    ):
-        if record.get(key) is not None:
-            event[attribute] = record[key]
-    return event
 
 
 def _dumps(value: Any) -> bytes:
