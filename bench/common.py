@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
 import shutil
 import signal
 import statistics
@@ -187,6 +188,17 @@ class Daemon:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def kill(self, timeout_s: float = 30.0) -> None:
+        """kill -9: no shutdown, nothing kept beyond what was written; returns once it is gone."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait(timeout=timeout_s)
+
+    def open_fds(self) -> int:
+        """How many file descriptors the daemon has open now (/proc/<pid>/fd)."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM (a graceful stop), then SIGKILL if it does not go within the deadline."""
         if self.process is None or self.process.poll() is not None:
@@ -232,3 +244,56 @@ def timed_run(
     if process.returncode != 0:
         raise RuntimeError(f"{argv[:3]} exited {process.returncode}: {stderr.decode(errors='replace')}")
     return elapsed_ms
+
+
+class Worker:
+    """A helper process driven by lines: commands on its stdin, one-line answers on its stdout.
+
+    A thread reads the answers into a queue, so that waiting for one has a deadline and
+    never misses a line already buffered.
+    """
+
+    def __init__(self, argv: list[str], env: dict[str, str], name: str) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_all, daemon=True)
+        self._reader.start()
+
+    def _read_all(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)  # end of output: the process exited or closed its stdout
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def read(self, timeout_s: float) -> str:
+        """The next line, or an error after the deadline or at the end of the output."""
+        try:
+            line = self._lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise TimeoutError(f"{self.name} did not answer within {timeout_s:g} s") from None
+        if line is None:
+            self._lines.put(None)
+            raise RuntimeError(f"{self.name} exited (code {self.process.poll()})")
+        return line
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """End of commands (its stdin closes); killed if it does not exit within the deadline."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=timeout_s)
+        self._reader.join(timeout=timeout_s)
+        if self.process.stdout is not None:
+            self.process.stdout.close()

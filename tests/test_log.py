@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from elsabro import segments, store
-from elsabro.errors import Busy, LogCorrupted, WriteFailed
+from elsabro.errors import BadRequest, Busy, LogCorrupted, WriteFailed
 from elsabro.log import ProjectLog
-from elsabro.model import PublishRequest
+from elsabro.model import Event, PublishRequest
 from elsabro.settings import Settings
 
 
@@ -216,3 +216,23 @@ def test_reading_backwards_matches_reading_forwards(tmp_path: Path) -> None:
     backwards = list(segments.read_lines_backwards(events_dir, after_sequence=7, max_sequence=33))
     assert backwards == forwards[::-1]
     assert [seq for seq, _ in backwards][:2] == [33, 32]
+
+
+def test_an_event_no_json_writer_can_write_is_refused_alone(tmp_path: Path) -> None:
+    log = ProjectLog(tmp_path, settings())
+    log.open()
+    unwritable = Event.new("test.bad", {"text": "\ud800"})  # a lone surrogate has no UTF-8 form
+
+    async def scenario() -> tuple[BaseException | list[dict[str, Any]], ...]:
+        log.start()
+        results = await asyncio.gather(
+            log.append([event(1)]), log.append([unwritable]), log.append([event(2)]), return_exceptions=True
+        )
+        after = await log.append([event(3)])  # the writer goes on
+        await log.close()
+        return (*results, after)
+
+    first, bad, second, after = asyncio.run(scenario())
+    assert isinstance(bad, BadRequest) and "cannot be stored as JSON" in str(bad)
+    assert [r["sequence"] for r in (*first, *second, *after)] == [1, 2, 3]  # type: ignore[misc]
+    assert [r["sequence"] for r in assert_chain(tmp_path)] == [1, 2, 3]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import redact, segments
-from .errors import Busy, DiskFull, LogCorrupted, StoreError, WriteFailed
+from .errors import BadRequest, Busy, DiskFull, LogCorrupted, StoreError, WriteFailed
 from .filestore import FileStore
 from .model import Event, now_iso
 from .settings import Settings
@@ -45,6 +45,10 @@ class _Pending:
     events: list[Event]
     extra: list[dict[str, Any]] | None  # per-event fields merged into metadata (spool ids)
     done: asyncio.Future[list[dict[str, Any]]]
+
+
+# The stored records of one append and their lines.
+_Stored = list[tuple[dict[str, Any], bytes]]
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
@@ -144,6 +148,10 @@ class ProjectLog:
                 # Durable now: move the tail forward and answer the publishers.
                 self.committed_sequence, self._hash = sequence, chain
                 for item, stored in zip(group, results, strict=True):
+                    if isinstance(stored, BadRequest):
+                        if not item.done.done():
+                            item.done.set_exception(stored)
+                        continue
                     self.recent.extend((record["sequence"], line) for record, line in stored)
                     if not item.done.done():
                         item.done.set_result([record for record, _ in stored])
@@ -186,34 +194,43 @@ class ProjectLog:
 
     # -- the blocking part, run in a thread ------------------------------------------------
 
-    def _write_group(
-        self, group: list[_Pending]
-    ) -> tuple[list[list[tuple[dict[str, Any], bytes]]], int, str]:
+    def _write_group(self, group: list[_Pending]) -> tuple[list[_Stored | BadRequest], int, str]:
         sequence, chain = self.committed_sequence, self._hash
         stored_at = now_iso()
-        results = []
-        chunks = []
+        results: list[_Stored | BadRequest] = []
+        chunks: list[bytes] = []
         for item in group:
-            batch_last = sequence + len(item.events) if len(item.events) > 1 else None
-            stored = []
-            for index, event in enumerate(item.events):
-                sequence += 1
-                record = redact.redact_event(event.to_wire(), self.rules)  # nothing secret reaches the disk
-                if item.extra is not None and item.extra[index]:
-                    record["metadata"] = {**(record["metadata"] or {}), **item.extra[index]}
-                record["sequence"] = sequence
-                record["storedAt"] = stored_at
-                record["prevHash"] = chain
-                if batch_last is not None:
-                    record["batchLast"] = batch_last
-                line = _dumps(record)
-                chain = segments.line_hash(line)
-                chunks.append(line)
-                stored.append((record, line))
+            try:
+                stored = self._encode(item, sequence, chain, stored_at)
+            except (ValueError, TypeError) as exc:  # no JSON writer can write it: refuse it alone
+                results.append(BadRequest(f"the event cannot be stored as JSON: {exc}"))
+                continue
+            sequence, chain = stored[-1][0]["sequence"], segments.line_hash(stored[-1][1])
+            chunks.extend(line for _, line in stored)
             results.append(stored)
-        self.store.write(chunks, self.committed_sequence + 1)
+        if chunks:
+            self.store.write(chunks, self.committed_sequence + 1)
         # Durable now; the writer loop moves the tail forward and answers the publishers.
         return results, sequence, chain
+
+    def _encode(self, item: _Pending, sequence: int, chain: str, stored_at: str) -> _Stored:
+        """The records and lines of one append, chained on from (sequence, chain)."""
+        batch_last = sequence + len(item.events) if len(item.events) > 1 else None
+        stored = []
+        for index, event in enumerate(item.events):
+            sequence += 1
+            record = redact.redact_event(event.to_wire(), self.rules)  # nothing secret reaches the disk
+            if item.extra is not None and item.extra[index]:
+                record["metadata"] = {**(record["metadata"] or {}), **item.extra[index]}
+            record["sequence"] = sequence
+            record["storedAt"] = stored_at
+            record["prevHash"] = chain
+            if batch_last is not None:
+                record["batchLast"] = batch_last
+            line = _dumps(record)
+            chain = segments.line_hash(line)
+            stored.append((record, line))
+        return stored
 
     def forget_through(self, sequence: int) -> None:
         """Retention removed the records up to `sequence`: memory must not serve them either."""
