@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import client as client_mod
+from .errors import UsageError
 from .formats import FORMATS, write
 
 if TYPE_CHECKING:
@@ -127,6 +128,57 @@ def cmd_cleanup(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
+    from .query import parse_time
+
+    filters = {
+        "topic": args.topic,
+        "since": parse_time(args.since),
+        "until": parse_time(args.until) if args.until else None,
+        "correlation": args.correlation,
+    }
+    if args.print:
+        params = {key: value for key, value in filters.items() if value}
+        for line in ctx.with_daemon(lambda c: c.stream("/v1/events", params)):
+            record = json.loads(line)
+            record["metadata"] = {**(record.get("metadata") or {}), "replay": True}
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        return 0
+    target = _replay_target(args)
+    body = {**filters, "target": target}
+    steps = ctx.with_daemon(lambda c: c.post_stream("/v1/replay", body))
+    bar = sys.stderr.isatty()  # a progress bar on a terminal, nothing when piped
+    last: dict[str, Any] = {}
+    for line in steps:
+        last = json.loads(line)
+        if bar:
+            filled = int(last["fraction"] * 30)
+            shown = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\r[{shown}] {last['fraction']:6.1%}  {last['delivered']} delivered")
+            sys.stderr.flush()
+    if bar:
+        sys.stderr.write("\n")
+    print(
+        f"replayed {last.get('delivered', 0)} events ({last.get('skipped', 0)} skipped by the filter, "
+        f"{last.get('failed', 0)} failed)"
+    )
+    for failure in last.get("failures", []):
+        print(f"failed {failure['id']}: {failure['error']}", file=sys.stderr)
+    return 1 if last.get("failed") or not last.get("done") else 0
+
+
+def _replay_target(args: argparse.Namespace) -> dict[str, Any]:
+    chosen = [
+        ("subscription", args.to_subscription),
+        ("webhook", args.webhook),
+        ("exec", args.exec or None),
+    ]
+    given = [(key, value) for key, value in chosen if value]
+    if len(given) != 1:
+        raise UsageError("name exactly one target: --to-subscription, --exec, --webhook or --print")
+    return dict(given)
+
+
 # -- parsing -------------------------------------------------------------------------
 
 
@@ -171,6 +223,19 @@ def register(commands: Any) -> None:
 
     repair = commands.add_parser("repair", help="quarantine damaged records so the log verifies again")
     repair.set_defaults(func=cmd_repair)
+
+    replay = commands.add_parser("replay", help="send past events through a handler again, in log order")
+    replay.add_argument("--topic", default="#", help="topic or pattern (default: every event)")
+    replay.add_argument("--from", dest="since", required=True, help="ISO 8601 or a duration back: 2h")
+    replay.add_argument("--to", dest="until", help="ISO 8601 or a duration back from now")
+    replay.add_argument("--correlation", help="only this correlation id (a session)")
+    replay.add_argument("--to-subscription", metavar="NAME", help="a subscription of the project's config")
+    replay.add_argument("--webhook", metavar="ENDPOINT", help="a webhook endpoint of the project's config")
+    replay.add_argument("--print", action="store_true", help="print the events (marked as a replay)")
+    replay.add_argument(
+        "--exec", nargs=argparse.REMAINDER, metavar="CMD", help="a command, last: --exec cmd args"
+    )
+    replay.set_defaults(func=cmd_replay)
 
     cleanup = commands.add_parser("cleanup", help="apply the retention policy now")
     cleanup.set_defaults(func=cmd_cleanup)

@@ -132,6 +132,13 @@ class Client:
             raise _error_from(response.status, response.read())
         return _lines(response)
 
+    def post_stream(self, path: str, body: Any) -> Iterator[bytes]:
+        """Lines of a streamed answer to a POST (a replay's progress), as they arrive."""
+        response = self._open("POST", path, json.dumps(body).encode(), None)
+        if response.status >= 300:
+            raise _error_from(response.status, response.read())
+        return _lines(response)
+
     # -- the calls themselves ------------------------------------------------------
 
     def status(self) -> dict[str, Any]:

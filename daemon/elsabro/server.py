@@ -6,6 +6,7 @@
     POST /v1/publish/batch       {"events": [...]}    -> {"events": [stored...]}, all or nothing
     POST /v1/hook                a raw Claude Code hook payload -> {}
     POST /v1/cleanup             apply the retention policy now -> {"removed": {...} | null}
+    POST /v1/replay              {topic, since, until, correlation, target} -> progress as JSON Lines
     GET  /v1/views/sessions|tasks|agents|stats   a projection's rows -> {"rows": [...]}
     GET  /v1/views/session?id=   one session's timeline -> {"rows": [...]}
     GET  /v1/events?topic=&since=&until=&correlation=&id=&causedBy=&after=&limit=[&follow=1]
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from . import replay as replay_mod
 from . import retention, spool, webhooks
 from .config import describe
 from .deadletters import DeadLetters
@@ -80,6 +82,7 @@ class Server:
             ("POST", "/v1/deadletters/purge"): Server.purge_dead_letters,
             ("POST", "/v1/webhooks/resend"): Server.resend_webhooks,
             ("POST", "/v1/cleanup"): Server.cleanup,
+            ("POST", "/v1/replay"): Server.replay,
             ("GET", "/v1/views/session"): Server.session_view,
             **{("GET", f"/v1/views/{name}"): Server.view for name in PROJECTIONS},
         }
@@ -268,6 +271,23 @@ class Server:
             raise BadRequest("no retention policy: set events.store.retention.maxEvents or maxAge")
         removal = await retention.run(project)
         return Response.json({"removed": removal.to_json() if removal else None})
+
+    async def replay(self, request: Request) -> Response:
+        """Past events through a handler again; progress streamed as JSON lines, the summary last."""
+        body = _object(request)
+        target = body.pop("target", None)
+        if not isinstance(target, dict):
+            raise BadRequest('name a target: {"subscription": NAME} | {"exec": [...]} | {"webhook": ID}')
+        query = Query.from_params({key: str(value) for key, value in body.items() if value is not None})
+        project = await self.project(request)
+        member = replay_mod.target_member(project, target)
+        lines = _matching(project, query, project.log.committed_sequence)
+
+        async def progress() -> AsyncIterator[bytes]:
+            async for step in replay_mod.run(project, query, member, lines):
+                yield json.dumps(step.to_json()).encode() + b"\n"
+
+        return Response(content_type=NDJSON, stream=progress())
 
     async def view(self, request: Request) -> Response:
         """A projection's rows, resumed from its snapshot (`elsabro sessions|tasks|agents|stats`)."""

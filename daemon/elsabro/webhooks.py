@@ -76,6 +76,9 @@ def delivery_id(record: dict[str, Any], endpoint_id: str) -> str:
 # -- rendering -------------------------------------------------------------------------
 
 
+REPLAY_HEADER = "elsabro-replay"
+
+
 def render(
     endpoint: WebhookEndpoint, config: WebhooksConfig, record: dict[str, Any]
 ) -> tuple[dict[str, str], bytes]:
@@ -88,6 +91,8 @@ def render(
             seed = {"type": record["type"], "timestamp": record["timestamp"], "data": record.get("payload")}
         headers, body = {"content-type": "application/json"}, _dumps(seed)
     headers = {**{k.lower(): v for k, v in endpoint.headers.items()}, **headers}
+    if (record.get("metadata") or {}).get("replay") is True:
+        headers[REPLAY_HEADER] = "true"  # the seed's body has no metadata: say it in a header
     if endpoint.format == "standard":
         headers.update(standard_headers(record["id"], int(time.time()), body, endpoint.secrets))
     elif config.signing.enabled and endpoint.secrets:
