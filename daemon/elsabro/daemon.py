@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hmac
 import logging
 import logging.handlers
 import os
+import secrets
 import signal
 import socket
 import struct
@@ -32,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from . import retention
+from . import durable, retention
 from .config import CONFIG_FILE
-from .errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError
+from .errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError, Unauthorized
 from .http import Request, Response, serve_connection
 from .model import Event
 from .projects import Project, Projects
@@ -108,6 +110,8 @@ class Daemon:
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
+        self._tcp_server: asyncio.base_events.Server | None = None
+        self._token = ""
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._lock_fd: int | None = None
         self._in_flight = 0
@@ -134,6 +138,8 @@ class Daemon:
         self._lock_fd = acquire_lock(settings.lock_path)
         with contextlib.suppress(FileNotFoundError):
             settings.socket_path.unlink()  # left by a daemon that was killed; the lock says it is gone
+        if settings.tcp_port:  # before the socket: a daemon that answers has all its listeners
+            await self._listen_on_loopback()
         old_umask = os.umask(0o177)  # the socket is born 0600: no window where others may connect
         try:
             self._server = await asyncio.start_unix_server(self._accept, path=str(settings.socket_path))
@@ -169,6 +175,16 @@ class Daemon:
                         await retention.run(project)
                     except (OSError, ElsabroError) as exc:
                         log.error("retention for %s failed: %s", project.path, exc)
+
+    async def _listen_on_loopback(self) -> None:
+        """The optional TCP listener: 127.0.0.1 only, and a bearer token on every request."""
+        self._token = await asyncio.to_thread(load_token, self.settings.token_path)
+        self._tcp_server = await asyncio.start_server(
+            self._accept_tcp, host="127.0.0.1", port=self.settings.tcp_port
+        )
+        log.info(
+            "also listening on 127.0.0.1:%d (token in %s)", self.settings.tcp_port, self.settings.token_path
+        )
 
     def _watch_user_config(self) -> None:
         """The user's config is merged under every project's: a change reloads them all."""
@@ -239,8 +255,9 @@ class Daemon:
 
     async def shutdown(self) -> None:
         log.info("shutting down")
-        if self._server is not None:
-            self._server.close()  # stop accepting
+        for server in (self._server, self._tcp_server):
+            if server is not None:
+                server.close()  # stop accepting
         self._watcher.stop()
         for task in self._background:
             task.cancel()
@@ -281,6 +298,28 @@ class Daemon:
         finally:
             self._connections.pop(task, None)
 
+    async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A loopback TCP connection: any local user can connect, so each request shows the token."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
+        try:
+            await serve_connection(
+                reader,
+                writer,
+                self._handle_with_token,
+                max_body_bytes=self.settings.max_request_bytes,
+                idle_timeout_s=self.settings.idle_timeout_s,
+            )
+        finally:
+            self._connections.pop(task, None)
+
+    async def _handle_with_token(self, request: Request) -> Response:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+            raise Unauthorized("send Authorization: Bearer <token>; the token is in the daemon's state dir")
+        return await self._handle(request)
+
     async def _handle(self, request: Request) -> Response:
         # Counted so that shutdown waits for requests in flight, not for idle keep-alives.
         self._in_flight += 1
@@ -288,6 +327,19 @@ class Daemon:
             return await self._app(request)
         finally:
             self._in_flight -= 1
+
+
+def load_token(path: Path) -> str:
+    """The TCP listener's token: read, or made (random, 256 bits) and saved owner-only."""
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    durable.write_atomically(path, token.encode(), 0o600)
+    return token
 
 
 def setup_logging(settings: Settings, *, foreground: bool) -> None:

@@ -9,6 +9,7 @@
     │   ├── ProjectError          project path not absolute, missing or not a directory (400)
     │   ├── NotFound              no such route or object (404)
     │   ├── PayloadTooLarge       body over the size limit (413)
+    │   ├── Unauthorized          no valid token on the loopback TCP listener (401)
     │   └── Busy                  the project's write queue is full; retry shortly (503)
     ├── StoreError                the log cannot take writes
     │   ├── WriteFailed           a write or fsync failed; the writer stopped (fail closed) (507)
@@ -86,6 +87,13 @@ class NotFound(RequestError):
 
     code = "not_found"
     http_status = 404
+
+
+class Unauthorized(RequestError):
+    """A request on the loopback TCP listener without the daemon's token."""
+
+    code = "unauthorized"
+    http_status = 401
 
 
 class PayloadTooLarge(RequestError):

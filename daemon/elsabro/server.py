@@ -105,6 +105,7 @@ class Server:
                 "uptimeS": round(time.monotonic() - daemon.started_monotonic, 3),
                 "projects": daemon.projects.served(),
                 "version": daemon.version,
+                "tcpPort": daemon.settings.tcp_port or None,
             }
         )
 

@@ -54,6 +54,9 @@ class Settings:
     idle_timeout_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     start_timeout_s: float = 10.0
+    # 0: the Unix socket only. Otherwise the daemon also listens on 127.0.0.1:<port> (never another
+    # address), and every request there needs `Authorization: Bearer <the token in token_path>`.
+    tcp_port: int = 0
     # How often the daemon retries spooled events a full disk left behind.
     maintenance_interval_s: float = 10.0
     # How often the daemon applies each project's retention policy (`elsabro cleanup` runs it now).
@@ -82,6 +85,11 @@ class Settings:
     @property
     def lock_path(self) -> Path:
         return self.socket_path.with_name("daemon.lock")
+
+    @property
+    def token_path(self) -> Path:
+        """The TCP listener's bearer token (owner-only; made on first use)."""
+        return self.state_dir / "token"
 
     @property
     def projects_file(self) -> Path:
