@@ -27,7 +27,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -284,30 +284,26 @@ class Daemon:
             log.warning("refused a connection from uid %d", uid)
             writer.close()
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections[task] = writer
-        try:
-            await serve_connection(
-                reader,
-                writer,
-                self._handle,
-                max_body_bytes=self.settings.max_request_bytes,
-                idle_timeout_s=self.settings.idle_timeout_s,
-            )
-        finally:
-            self._connections.pop(task, None)
+        await self._serve(reader, writer, self._handle)
 
     async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A loopback TCP connection: any local user can connect, so each request shows the token."""
+        await self._serve(reader, writer, self._handle_with_token)
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        app: Callable[[Request], Awaitable[Response]],
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections[task] = writer
+        self._connections[task] = writer  # closed at shutdown, which ends the connection's loop
         try:
             await serve_connection(
                 reader,
                 writer,
-                self._handle_with_token,
+                app,
                 max_body_bytes=self.settings.max_request_bytes,
                 idle_timeout_s=self.settings.idle_timeout_s,
             )
