@@ -206,6 +206,8 @@ class Subscription(_Strict):
                 jmespath.compile(self.filter)
             except JMESPathError as exc:
                 raise ValueError(f"invalid filter: {str(exc).splitlines()[0]}") from None
+            except RecursionError:
+                raise ValueError("invalid filter: nested too deeply") from None
         return self
 
     @property
@@ -225,7 +227,7 @@ class RedactionPattern(_Strict):
     def _compiles(cls, value: str) -> str:
         try:
             re.compile(value)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             raise ValueError(f"invalid regex: {exc}") from None
         return value
 
@@ -339,8 +341,9 @@ def merge(user: dict[str, Any], project: dict[str, Any]) -> dict[str, Any]:
     merged = dict(user)
     for key, value in project.items():
         if key == "subscriptions" and isinstance(value, list) and isinstance(user.get(key), list):
-            named = {s.get("name"): s for s in user[key] if isinstance(s, dict)}
-            named.update({s.get("name"): s for s in value if isinstance(s, dict)})
+            # Keyed by name when it is one (validation reports a name that is not a string).
+            named = {_name_key(s, i): s for i, s in enumerate(user[key]) if isinstance(s, dict)}
+            named.update({_name_key(s, -1 - i): s for i, s in enumerate(value) if isinstance(s, dict)})
             merged[key] = list(named.values())
         elif isinstance(value, dict) and isinstance(user.get(key), dict):
             merged[key] = merge(user[key], value)
@@ -349,16 +352,25 @@ def merge(user: dict[str, Any], project: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _name_key(subscription: dict[str, Any], position: int) -> str | int:
+    name = subscription.get("name")
+    return name if isinstance(name, str) else position
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A config file's JSON; a missing file is an empty config."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
         data = json.loads(text) if text.strip() else {}
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply") from None
     except ValueError as exc:
         raise ConfigError(f"{path}: invalid JSON: {exc}") from None
     if not isinstance(data, dict):

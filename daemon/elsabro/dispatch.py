@@ -72,9 +72,9 @@ class Member:
 
     def receives(self, record: dict[str, Any]) -> bool:
         """`wants`, except that a receiver never hears of its own failure: no loops."""
-        own_failure = (
-            record["topic"] == FAILED_TOPIC and (record.get("payload") or {}).get("subscription") == self.name
-        )
+        payload = record.get("payload")
+        about = payload.get("subscription") if isinstance(payload, dict) else None
+        own_failure = record["topic"] == FAILED_TOPIC and about == self.name
         return not own_failure and self.wants(record)
 
     def failed(self, record: dict[str, Any], exc: HandlerError | str, number: int) -> None:
@@ -174,9 +174,9 @@ class SubscriptionMember(Member):
             return True
         try:
             return bool(self.filter.search(record))
-        except (JMESPathError, TypeError, ValueError) as exc:
+        except (JMESPathError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
             # An expression that cannot be evaluated on this event (`payload.n > \`2\`` on a
-            # string) does not match it; the subscription goes on with the next one.
+            # string, `floor` of an infinity) does not match it; the subscription goes on.
             log.warning("%s: filter skipped %s: %s", self.sub.name, record.get("id"), exc)
             return False
 

@@ -202,7 +202,7 @@ class ProjectLog:
         for item in group:
             try:
                 stored = self._encode(item, sequence, chain, stored_at)
-            except (ValueError, TypeError) as exc:  # no JSON writer can write it: refuse it alone
+            except (ValueError, TypeError, RecursionError) as exc:  # cannot be written: refuse it alone
                 results.append(BadRequest(f"the event cannot be stored as JSON: {exc}"))
                 continue
             sequence, chain = stored[-1][0]["sequence"], segments.line_hash(stored[-1][1])

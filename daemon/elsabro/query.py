@@ -22,6 +22,7 @@ from .clock import format_time
 from .errors import UsageError
 from .topics import check_pattern, matches
 
+MAX_LIMIT = 1_000_000_000
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -59,8 +60,8 @@ class Query:
     def __post_init__(self) -> None:
         if self.topic is not None:
             check_pattern(self.topic)
-        if self.limit is not None and self.limit < 0:
-            raise UsageError("limit must be zero or more")
+        if self.limit is not None and not 0 <= self.limit <= MAX_LIMIT:
+            raise UsageError(f"limit must be between 0 and {MAX_LIMIT}")
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> Query:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import durable
-from .errors import Busy, ElsabroError
+from .errors import BadRequest, Busy, ElsabroError
+from .http import parse_json
 from .model import Event, format_time
 
 if TYPE_CHECKING:
@@ -70,8 +71,8 @@ def _read(directory: Path, names: list[str]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for name in names:
         try:
-            out.append((name, json.loads((directory / name).read_bytes())))
-        except (OSError, ValueError, RecursionError) as exc:
+            out.append((name, parse_json((directory / name).read_bytes())))  # a request's checks
+        except (OSError, BadRequest) as exc:
             out.append((name, exc))
     return out
 
