@@ -124,10 +124,13 @@ class FileStore:
     def candidates(self, query: Query, upto: int | None, newest_first: bool) -> Iterator[tuple[int, bytes]]:
         """Records of every segment the query may match; sealed segments are ruled out by index."""
         chosen = self._segments_for(query, upto)
+        needles = query.needles()  # a bytes test per line before any other work on it
         for path in reversed(chosen) if newest_first else chosen:
-            lines = ((line_sequence(line), line) for line in segments.iter_lines(path))
+            lines = (line for line in segments.iter_lines(path) if all(n in line for n in needles))
             in_range = [
-                (s, line) for s, line in lines if s > query.after_sequence and (upto is None or s <= upto)
+                (s, line)
+                for line in lines
+                if query.after_sequence < (s := line_sequence(line)) and (upto is None or s <= upto)
             ]
             yield from reversed(in_range) if newest_first else in_range
 

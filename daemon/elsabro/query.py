@@ -106,7 +106,7 @@ class Query:
         }
         return {key: value for key, value in pairs.items() if value is not None}
 
-    def _needles(self) -> list[bytes]:
+    def needles(self) -> list[bytes]:
         """Byte strings every matching line must contain: a cheap test before parsing."""
         needles = []
         if self.correlation_id is not None:
@@ -149,7 +149,7 @@ class Query:
 
     def select(self, lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[bytes, dict[str, Any]]]:
         """The matching (line, record) of `lines`, honouring `limit` (the most recent ones)."""
-        needles = self._needles()
+        needles = self.needles()
         matched: Iterable[tuple[bytes, dict[str, Any]]] = (
             (line, record)
             for _, line in lines
