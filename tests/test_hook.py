@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,26 @@ def test_a_hung_daemon_does_not_hold_the_session(world: World, daemon: DaemonPro
         daemon.process.send_signal(signal.SIGCONT)
     # The request reached the socket before the limit: the resumed daemon stores it.
     wait_until(lambda: [r["topic"] for r in world.events()] == ["session.ended"], what="the event")
+
+
+def test_a_session_start_spooled_just_after_its_sessions_first_event_is_stored_first(world: World) -> None:
+    # Claude Code runs InstructionsLoaded and SessionStart in parallel: either may be spooled first.
+    spool = world.project / ".elsabro" / "spool"
+    spool.mkdir(parents=True)
+    start_ns = time.time_ns()
+    other = {**payload("UserPromptSubmit"), "session_id": "another-session"}
+    for offset_ms, body in ((0, payload("InstructionsLoaded")), (1, other), (2, payload("SessionStart"))):
+        (spool / f"{start_ns + offset_ms * 1_000_000}-1.json").write_text(json.dumps(body))
+    late = {**payload("UserPromptSubmit")}
+    (spool / f"{start_ns + 5_000_000_000}-1.json").write_text(json.dumps(late))  # 5 s later: stays
+    DaemonProcess(world).start()
+    world.client().publish({"topic": "live.after"})
+    hooks = [((r["metadata"] or {}).get("hookEvent"), r["correlationId"]) for r in world.events()]
+    session = payload()["session_id"]
+    assert hooks == [
+        ("SessionStart", session),
+        ("InstructionsLoaded", session),
+        ("UserPromptSubmit", "another-session"),
+        ("UserPromptSubmit", session),
+        (None, None),
+    ]

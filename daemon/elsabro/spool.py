@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import durable
 from .errors import BadRequest, Busy, ElsabroError
 from .http import parse_json
+from .ingest import SESSION_START_WAIT_S
 from .model import Event, format_time
 
 if TYPE_CHECKING:
@@ -75,6 +76,41 @@ def _read(directory: Path, names: list[str]) -> list[tuple[str, Any]]:
         except (OSError, BadRequest) as exc:
             out.append((name, exc))
     return out
+
+
+def _is_session_start(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("hook_event_name") == "SessionStart"
+
+
+def session_start_first(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Put each SessionStart before its session's events spooled just before it.
+
+    Claude Code runs a session's first hooks in parallel processes, so InstructionsLoaded
+    can be spooled a moment before SessionStart. As on the live path (`Ingest.session_started`),
+    a SessionStart goes ahead of its session's events spooled at most SESSION_START_WAIT_S
+    earlier; everything else keeps the order the hooks ran.
+    """
+    out = list(items)
+    window_ns = int(SESSION_START_WAIT_S * 1e9)
+    for name, payload in items:
+        if not _is_session_start(payload):
+            continue
+        at = out.index((name, payload))
+        stamp = _ns(name)
+        to = position = at
+        while position > 0 and stamp - _ns(out[position - 1][0]) <= window_ns:
+            before = out[position - 1][1]
+            if isinstance(before, dict) and before.get("session_id") == payload.get("session_id"):
+                if _is_session_start(before):
+                    break
+                to = position - 1  # other sessions' events in between keep their places
+            position -= 1
+        out.insert(to, out.pop(at))
+    return out
+
+
+def _ns(name: str) -> int:
+    return int(_NAME.match(name).group(1).ljust(19, "0"))  # type: ignore[union-attr]
 
 
 def _remove(directory: Path, names: list[str]) -> None:
@@ -166,7 +202,7 @@ class Drainer:
         events: list[Event] = []
         extra: list[dict[str, Any]] = []
         done: list[str] = []
-        for name, payload in await asyncio.to_thread(_read, self.directory, names):
+        for name, payload in session_start_first(await asyncio.to_thread(_read, self.directory, names)):
             if name in seen:  # already stored before a crash cut the last drain short
                 done.append(name)
                 continue
