@@ -46,6 +46,7 @@ import bisect
 import contextlib
 import json
 import random
+import signal
 import sys
 import threading
 import time
@@ -548,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-delay-s", type=float, default=2.0, help="the kill comes 0 to this many s in")
     parser.add_argument("--seed", type=int, help="for the kill delays (printed in the summary)")
     args = parser.parse_args(argv)
+    # A SIGTERM unwinds like an error would: the daemon is stopped and the world removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     def progress(message: str) -> None:
         print(f"[kill_loop {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

@@ -56,6 +56,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import signal
 import statistics
 import sys
 import threading
@@ -682,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flap-unit-s", type=float, default=defaults.flap_unit_s)
     parser.add_argument("--drain-timeout-s", type=float, default=defaults.drain_timeout_s)
     args = parser.parse_args(argv)
+    # A SIGTERM unwinds like an error would: the daemon is stopped and the world removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     plan = Plan(
         args.duration_s,
         args.rate,
