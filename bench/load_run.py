@@ -482,12 +482,15 @@ class LoadRun:
         stored_during_load = outcome.publishing.get("events_acknowledged", 0)
         result = {}
         for name, lag in last.lags.items():
+            # Drained at the first drain sample that saw it at lag 0 (the end of the drain at the latest).
+            drained_s = next((s.t_s for s in outcome.drain_samples if s.lags.get(name) == 0), outcome.drain_s)
             result[name] = {
                 "lag_at_end_of_publishing": lag,
                 "max_lag": max(s.lags.get(name, 0) for s in outcome.samples + outcome.drain_samples),
                 "handled_per_s_while_publishing": round((stored_during_load - lag) / last.t_s, 1),
-                "handled_per_s_while_draining": round(lag / outcome.drain_s, 1)
-                if outcome.drained and outcome.drain_s
+                "drained_after_s": round(drained_s, 1) if outcome.drained else None,
+                "handled_per_s_while_draining": round(lag / drained_s, 1)
+                if outcome.drained and drained_s
                 else None,
             }
         return result
