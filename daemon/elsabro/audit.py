@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
-from .filestore import FileStore, read_removals
-from .segments import line_hash, list_segments, quarantine
+from .filestore import FileStore, chain_start
+from .segments import list_segments, quarantine
 from .settings import Settings
-from .store import GENESIS_HASH, Store, for_project
+from .store import GENESIS_HASH, Store, for_project, line_hash
 
 
 @dataclass
@@ -61,19 +61,9 @@ def _problem(record: object, expected_sequence: int, expected_hash: str) -> str 
 EDITED = "edited: its hash no longer matches the next record's prevHash"
 
 
-def _chain_start(events_dir: Path) -> tuple[int, str]:
-    """Where the chain starts: sequence 1 at genesis, or after the records retention removed."""
-    found = list_segments(events_dir)
-    if found and found[0][0] > 1:
-        for removal in read_removals(events_dir):
-            if removal.last_sequence == found[0][0] - 1:
-                return found[0][0], removal.last_hash
-    return 1, GENESIS_HASH
-
-
 def verify(events_dir: Path) -> Report:
     report = Report()
-    expected_sequence, expected_hash = _chain_start(events_dir)
+    expected_sequence, expected_hash = chain_start(events_dir)
     previous: tuple[Path, int] | None = None  # where the last intact-looking record starts
     for first, path in list_segments(events_dir):
         report.segments += 1

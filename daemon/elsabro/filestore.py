@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from . import durable, index, segments
 from .clock import now_iso
 from .errors import DiskFull
-from .store import GENESIS_HASH, Cut, Removal, Tail, archive_lines, line_sequence
+from .store import GENESIS_HASH, Cut, Removal, Tail, archive_lines, line_hash, line_sequence
 
 if TYPE_CHECKING:
     from .query import Query
@@ -45,6 +45,19 @@ def read_removals(events_dir: Path) -> list[Removal]:
     return [Removal.from_json(json.loads(line)) for line in data.splitlines() if line.strip()]
 
 
+def chain_start(events_dir: Path) -> tuple[int, str]:
+    """Where a log's chain starts: sequence 1 at genesis, or right after what retention removed.
+
+    Segments missing with no record of their removal count as genesis: verify reports the gap.
+    """
+    found = segments.list_segments(events_dir)
+    if found and found[0][0] > 1:
+        for removal in reversed(read_removals(events_dir)):
+            if removal.last_sequence == found[0][0] - 1:
+                return found[0][0], removal.last_hash
+    return 1, GENESIS_HASH
+
+
 class FileStore:
     """A project's log as segment files under `events_dir`."""
 
@@ -57,20 +70,10 @@ class FileStore:
 
     def open(self, keep_recent: int) -> Tail:
         self.events_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tail = segments.recover(self.events_dir, keep_recent, self.chain_start())
+        tail = segments.recover(self.events_dir, keep_recent, chain_start(self.events_dir)[1])
         if tail.segment is not None:
             self._open_segment(tail.segment)
         return tail
-
-    def chain_start(self) -> str:
-        """The hash the oldest segment left chains from: genesis, or the last removed record's."""
-        found = segments.list_segments(self.events_dir)
-        if not found or found[0][0] == 1:
-            return GENESIS_HASH
-        for removal in reversed(self.removals()):
-            if removal.last_sequence == found[0][0] - 1:
-                return removal.last_hash
-        return GENESIS_HASH  # segments missing with no record of it: verify reports the gap
 
     # -- writing -------------------------------------------------------------------------
 
@@ -127,12 +130,12 @@ class FileStore:
         needles = query.needles()  # a bytes test per line before any other work on it
         for path in reversed(chosen) if newest_first else chosen:
             lines = (line for line in segments.iter_lines(path) if all(n in line for n in needles))
-            in_range = [
+            in_range = (
                 (s, line)
                 for line in lines
                 if query.after_sequence < (s := line_sequence(line)) and (upto is None or s <= upto)
-            ]
-            yield from reversed(in_range) if newest_first else in_range
+            )
+            yield from reversed(list(in_range)) if newest_first else in_range
 
     def _segments_for(self, query: Query, upto: int | None) -> list[Path]:
         found = segments.list_segments(self.events_dir)
@@ -175,7 +178,7 @@ class FileStore:
         removal = Removal(
             doomed[0][1].first_sequence,
             doomed[-1][1].last_sequence,
-            segments.line_hash(last),
+            line_hash(last),
             now_iso(),
             archived,
         )

@@ -78,7 +78,7 @@ def build(segment: Path) -> SegmentIndex:
     if len(found) != data.count(b"\n"):
         found = [_fields_of(line) for line in data.splitlines()]  # an unusual line: the slow way
     stamps = [stamp for stamp, _ in found]
-    sessions = {_decode_string(raw) for _, raw in found if raw}
+    sessions = {_decode_string(raw) for raw in {raw for _, raw in found if raw}}  # each distinct id once
     first = line_sequence(data[: data.index(b"\n")])
     last = line_sequence(data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1])
     return SegmentIndex(

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import redact, segments
+from . import redact
 from .errors import BadRequest, Busy, DiskFull, LogCorrupted, StoreError, WriteFailed
 from .filestore import FileStore
 from .model import Event, now_iso
 from .settings import Settings
-from .store import GENESIS_HASH, Store, Tail
+from .store import GENESIS_HASH, Cut, Removal, Store, Tail, line_hash
 
 if TYPE_CHECKING:
     from .query import Query
@@ -205,7 +205,7 @@ class ProjectLog:
             except (ValueError, TypeError, RecursionError) as exc:  # cannot be written: refuse it alone
                 results.append(BadRequest(f"the event cannot be stored as JSON: {exc}"))
                 continue
-            sequence, chain = stored[-1][0]["sequence"], segments.line_hash(stored[-1][1])
+            sequence, chain = stored[-1][0]["sequence"], line_hash(stored[-1][1])
             chunks.extend(line for _, line in stored)
             results.append(stored)
         if chunks:
@@ -228,14 +228,18 @@ class ProjectLog:
             if batch_last is not None:
                 record["batchLast"] = batch_last
             line = _dumps(record)
-            chain = segments.line_hash(line)
+            chain = line_hash(line)
             stored.append((record, line))
         return stored
 
-    def forget_through(self, sequence: int) -> None:
-        """Retention removed the records up to `sequence`: memory must not serve them either."""
-        while self.recent and self.recent[0][0] <= sequence:
-            self.recent.popleft()
+    async def retire(self, cut: Cut, archive_dir: Path | None) -> Removal | None:
+        """Remove the oldest records the cut allows, from the store and from memory alike."""
+        removal = await asyncio.get_running_loop().run_in_executor(
+            self._io, self.store.retire, cut, archive_dir
+        )
+        while removal is not None and self.recent and self.recent[0][0] <= removal.last_sequence:
+            self.recent.popleft()  # memory must not serve what the store no longer has
+        return removal
 
     async def wait_beyond(self, sequence: int) -> None:
         """Return once a record after `sequence` is committed."""
@@ -249,26 +253,31 @@ class ProjectLog:
 
         Blocking when it falls back to the files: run it in a thread.
         """
-        upto = self.committed_sequence if upto is None else min(upto, self.committed_sequence)
-        recent = list(self.recent)
-        if recent and recent[0][0] <= after_sequence + 1:
-            yield from ((seq, line) for seq, line in recent if after_sequence < seq <= upto)
-            return
-        yield from self.store.read(after_sequence, upto)
+        upto = self._upto(upto)
+        recent = self._from_memory(after_sequence, upto)
+        yield from recent if recent is not None else self.store.read(after_sequence, upto)
 
     def read_backwards(self, after_sequence: int = 0, upto: int | None = None) -> Iterator[tuple[int, bytes]]:
         """Committed records in (after_sequence, upto], newest first (blocking: run it in a thread)."""
-        upto = self.committed_sequence if upto is None else min(upto, self.committed_sequence)
-        yield from self.store.read_backwards(after_sequence, upto)
+        yield from self.store.read_backwards(after_sequence, self._upto(upto))
 
     def candidates(
         self, query: Query, upto: int | None = None, newest_first: bool = False
     ) -> Iterator[tuple[int, bytes]]:
         """Committed records the query may match (the store's index rules out the rest; blocking)."""
-        upto = self.committed_sequence if upto is None else min(upto, self.committed_sequence)
+        upto = self._upto(upto)
+        recent = self._from_memory(query.after_sequence, upto)  # a live reader near the head
+        if recent is None:
+            yield from self.store.candidates(query, upto, newest_first)
+        else:
+            yield from reversed(recent) if newest_first else recent
+
+    def _upto(self, upto: int | None) -> int:
+        return self.committed_sequence if upto is None else min(upto, self.committed_sequence)
+
+    def _from_memory(self, after_sequence: int, upto: int) -> list[tuple[int, bytes]] | None:
+        """The records in (after_sequence, upto] if memory holds them all, else None."""
         recent = list(self.recent)
-        if recent and recent[0][0] <= query.after_sequence + 1:  # a live reader near the head
-            found = [(seq, line) for seq, line in recent if query.after_sequence < seq <= upto]
-            yield from reversed(found) if newest_first else found
-            return
-        yield from self.store.candidates(query, upto, newest_first)
+        if not recent or recent[0][0] > after_sequence + 1:
+            return None
+        return [(seq, line) for seq, line in recent if after_sequence < seq <= upto]

@@ -13,7 +13,6 @@ chain still verifies from the first event left.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -47,7 +46,4 @@ async def run(project: Project) -> Removal | None:
     if cut is None:
         return None
     archive_dir = project.path / ".elsabro" / "archive" if retention.archive else None
-    removal = await asyncio.to_thread(project.log.store.retire, cut, archive_dir)
-    if removal is not None:
-        project.log.forget_through(removal.last_sequence)
-    return removal
+    return await project.log.retire(cut, archive_dir)

@@ -16,7 +16,6 @@ refuses writes (LogCorrupted) instead of cutting acknowledged events.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from typing import Any
 
 from . import durable
 from .errors import LogCorrupted
-from .store import GENESIS_HASH, Tail, line_sequence
+from .store import GENESIS_HASH, Tail, line_hash, line_sequence
 
 log = logging.getLogger("elsabro.log")
 
@@ -38,11 +37,6 @@ _TAIL_PROBE_BYTES = 1 << 20
 
 def segment_name(first_sequence: int) -> str:
     return f"{SEGMENT_PREFIX}{first_sequence:020d}{SEGMENT_SUFFIX}"
-
-
-def line_hash(line: bytes) -> str:
-    """The chain hash of one record: SHA-256 of its line without the newline."""
-    return hashlib.sha256(line).hexdigest()
 
 
 def list_segments(events_dir: Path) -> list[tuple[int, Path]]:

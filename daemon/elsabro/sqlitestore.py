@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import now_iso
 from .errors import DiskFull
-from .store import GENESIS_HASH, Cut, Removal, Tail, archive_lines, spool_id
+from .store import Cut, Removal, Tail, archive_lines, line_hash, spool_id
 
 if TYPE_CHECKING:
     from .query import Query
@@ -70,13 +70,7 @@ class SqliteStore:
         recent = list(self.read_backwards())[:keep_recent] if keep_recent else []
         recent.reverse()
         if not recent:
-            removals = self.removals()
-            tail = Tail()
-            if removals:
-                tail.sequence, tail.hash = removals[-1].last_sequence, removals[-1].last_hash
-            return tail
-        from .segments import line_hash
-
+            return Tail.after(self.removals())
         tail = Tail(recent[-1][0], line_hash(recent[-1][1]), recent=recent)
         tail.spool_ids = {found for _, line in recent if (found := spool_id(line)) is not None}
         return tail
@@ -145,8 +139,6 @@ class SqliteStore:
             doomed.append((sequence, line))
         if not doomed:
             return None
-        from .segments import line_hash
-
         first, last = doomed[0][0], doomed[-1][0]
         archived = None
         if archive_dir is not None:
@@ -160,10 +152,6 @@ class SqliteStore:
             db.execute("INSERT INTO removals VALUES (?, ?)", (last, json.dumps(removal.to_json())))
             db.execute("COMMIT")
         return removal
-
-    def chain_start(self) -> str:
-        removals = self.removals()
-        return removals[-1].last_hash if removals else GENESIS_HASH
 
     def close(self) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,13 @@ class Tail:
     spool_ids: set[str] = field(default_factory=set)
     quarantined_bytes: int = 0
     quarantine_path: Path | None = None
+
+    @classmethod
+    def after(cls, removals: list[Removal]) -> Tail:
+        """The tail of a store that holds no records: genesis, or where retention stopped."""
+        if not removals:
+            return cls()
+        return cls(removals[-1].last_sequence, removals[-1].last_hash)
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,11 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def line_hash(line: bytes) -> str:
+    """The chain hash of one record: SHA-256 of its line without the newline."""
+    return hashlib.sha256(line).hexdigest()
+
+
 def line_sequence(line: bytes) -> int:
     """The sequence of a record line without parsing all of it.
 
@@ -168,12 +181,7 @@ class MemoryStore:
 
     def open(self, keep_recent: int) -> Tail:
         if not self._lines:
-            tail = Tail()
-            if self._removals:
-                tail.sequence, tail.hash = self._removals[-1].last_sequence, self._removals[-1].last_hash
-            return tail
-        from .segments import line_hash
-
+            return Tail.after(self._removals)
         recent = list(zip(self._sequences[-keep_recent:], self._lines[-keep_recent:], strict=True))
         return Tail(self._sequences[-1], line_hash(self._lines[-1]), recent=recent)
 
@@ -203,7 +211,6 @@ class MemoryStore:
 
     def retire(self, cut: Cut, archive_dir: Path | None) -> Removal | None:
         from .clock import now_iso
-        from .segments import line_hash
 
         count = 0
         for sequence, line in zip(self._sequences, self._lines, strict=True):
@@ -259,6 +266,7 @@ __all__ = [
     "Tail",
     "archive_lines",
     "for_project",
+    "line_hash",
     "line_sequence",
     "open_store",
     "spool_id",
