@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from elsabro.cli import default_project
+from elsabro.settings import default_project
 from support import World
 
 

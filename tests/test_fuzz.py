@@ -44,9 +44,9 @@ from jmespath.exceptions import JMESPathError
 
 from elsabro import config as config_mod
 from elsabro.config import Subscription
-from elsabro.dispatch import FAILED_TOPIC, SubscriptionMember
 from elsabro.errors import BY_CODE, BadRequest, ConfigError, NotFound, UsageError
 from elsabro.http import Request, Response, serve_connection
+from elsabro.members import FAILED_TOPIC, SubscriptionMember
 from elsabro.model import PublishRequest
 from elsabro.server import parse_publish
 from elsabro.settings import Settings

@@ -1,9 +1,74 @@
 """elsabro: an event pipeline for coding agents.
 
 A Claude Code hook plugin plus a sidecar daemon that appends every lifecycle event of a
-coding session to the project's own durable log in `.elsabro/events`.
+coding session to the project's own durable log in `.elsabro/events`. From Python:
+
+    from elsabro import EventBus
+
+    async with EventBus() as bus:
+        await bus.publish("build.done", {"ok": True})
+
+The public names are loaded on first use: the CLI imports this package on every call
+and must not pay for the bus (httpx alone is tens of milliseconds).
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .bus import EventBus, SubscribeOptions, Subscription
+    from .errors import (
+        BadRequest,
+        DaemonNotRunning,
+        ElsabroError,
+        EventTimeout,
+        HandlerError,
+        LogInUse,
+        UsageError,
+    )
+    from .model import Event, StoredEvent
+    from .settings import Settings
+
+__version__ = "0.1.0"
+
+# Where each public name lives.
+_HOMES = {
+    "EventBus": "bus",
+    "Subscription": "bus",
+    "SubscribeOptions": "bus",
+    "Event": "model",
+    "StoredEvent": "model",
+    "Settings": "settings",
+    "ElsabroError": "errors",
+    "UsageError": "errors",
+    "BadRequest": "errors",
+    "HandlerError": "errors",
+    "EventTimeout": "errors",
+    "DaemonNotRunning": "errors",
+    "LogInUse": "errors",
+}
+
+__all__ = [
+    "BadRequest",
+    "DaemonNotRunning",
+    "ElsabroError",
+    "Event",
+    "EventBus",
+    "EventTimeout",
+    "HandlerError",
+    "LogInUse",
+    "Settings",
+    "StoredEvent",
+    "SubscribeOptions",
+    "Subscription",
+    "UsageError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module 'elsabro' has no attribute {name!r}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,21 +16,9 @@ from typing import Any, TypeVar
 
 from . import client as client_mod
 from .errors import DaemonNotRunning, ElsabroError, UsageError
-from .settings import Settings
+from .settings import Settings, default_project
 
 T = TypeVar("T")
-
-
-def default_project(env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
-    """`$CLAUDE_PROJECT_DIR`, else the git top level of the working directory, else it."""
-    env = dict(os.environ) if env is None else env
-    if env.get("CLAUDE_PROJECT_DIR"):
-        return Path(env["CLAUDE_PROJECT_DIR"]).absolute()
-    here = (cwd or Path.cwd()).absolute()
-    for candidate in (here, *here.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return here
 
 
 class Context:

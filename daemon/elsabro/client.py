@@ -116,7 +116,7 @@ class Client:
         except OSError as exc:
             raise DaemonError(f"reading the daemon's answer failed: {exc}") from None
         if response.status >= 300:
-            raise _error_from(response.status, data)
+            raise error_from(response.status, data)
         return data
 
     def call_json(
@@ -129,14 +129,14 @@ class Client:
         # Connected and answered before returning: a missing daemon raises here, not mid-iteration.
         response = self._open("GET", path + "?" + urlencode(params, quote_via=quote), None, timeout_s)
         if response.status >= 300:
-            raise _error_from(response.status, response.read())
+            raise error_from(response.status, response.read())
         return _lines(response)
 
     def post_stream(self, path: str, body: Any) -> Iterator[bytes]:
         """Lines of a streamed answer to a POST (a replay's progress), as they arrive."""
         response = self._open("POST", path, json.dumps(body).encode(), None)
         if response.status >= 300:
-            raise _error_from(response.status, response.read())
+            raise error_from(response.status, response.read())
         return _lines(response)
 
     # -- the calls themselves ------------------------------------------------------
@@ -171,7 +171,7 @@ def _lines(response: _Response) -> Iterator[bytes]:
         yield from lines
 
 
-def _error_from(status: int, data: bytes) -> ElsabroError:
+def error_from(status: int, data: bytes) -> ElsabroError:
     try:
         error = json.loads(data)["error"]
         cls = BY_CODE.get(error["code"], ElsabroError)

@@ -183,18 +183,19 @@ class Options(_Strict):
     ack_wait: int = Field(default=30_000, ge=1, description="milliseconds to wait for a manual ack")
 
 
-class Subscription(_Strict):
+class Selection(_Strict):
+    """What a subscriber receives: a topic or a pattern, a filter, and the seed's options."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
     topic: str | None = None
     pattern: str | None = None
     filter: str | None = Field(
         default=None, description="a JMESPath expression over the event; truthy matches"
     )
-    handler: Handler
     options: Options = Options()
 
     @model_validator(mode="after")
-    def _one_selector(self) -> Subscription:
+    def _one_selector(self) -> Selection:
         if (self.topic is None) == (self.pattern is None):
             raise ValueError("give exactly one of topic or pattern")
         if self.topic is not None:
@@ -216,6 +217,12 @@ class Subscription(_Strict):
 
     def selects(self, topic: str) -> bool:
         return matches(self.selector, topic)
+
+
+class Subscription(Selection):
+    """A subscription of the config: a selection and the handler that runs for it."""
+
+    handler: Handler
 
 
 class RedactionPattern(_Strict):
@@ -319,6 +326,12 @@ def _publish_loops(subscriptions: list[Subscription]) -> list[str]:
         for sub in publishers
         if reaches(sub.name, sub.name, {sub.name})
     ]
+
+
+def one_line(exc: ValidationError) -> str:
+    """The first problem, and how many more: the one-line error of a refused request."""
+    problems = describe(exc)
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
 
 
 def describe(exc: ValidationError, prefix: str = "") -> list[str]:

@@ -1,23 +1,21 @@
-"""Subscriptions at work: matching, ordered delivery, retries, dead letters, cursors, queues.
+"""Subscriptions at work: ordered delivery from the log, cursors, queue groups.
 
 Every subscription, or every queue group (subscriptions sharing `options.queue`), is one
 *consumer* that reads the project's log in order from its cursor, as a pull consumer
 does: nothing is queued in memory per subscription, a slow handler delays only its own
-consumer, and events that arrived through the spool are read like any other.
+consumer, and events that arrived through the spool are read like any other. What a
+consumer hands each event to is a member (members.py: matching, retries, dead letters).
 
-- Matching, as the seed's notifySubscribers: topic or pattern, then the JMESPath filter.
-  `event.handler.failed` is never delivered to the subscription that failed.
-- One event in flight per subscription: a plain subscription delivers in log order. A
-  queue group hands each event to exactly one free member, round-robin, preferring
-  members whose last delivery succeeded; order then holds per member only.
-- Each attempt is bounded by `timeout`; up to `maxRetries` more attempts follow, after
-  `retryDelay * 2^attempt` ms with +-20% jitter; then the event goes to the dead letters
-  and `event.handler.failed` is published. With `ack: manual` an attempt succeeds only
-  when `elsabro ack` arrives within `ackWait`; a nack or silence is a failed attempt.
+- One event in flight per member: a plain subscription delivers in log order. A queue
+  group hands each event to exactly one free member, round-robin, preferring members
+  whose last delivery succeeded; order then holds per member only.
 - The cursor is the highest sequence up to which every event was handled. A durable
   consumer checkpoints it to `.elsabro/cursors.json` every second and at shutdown, so
   after a crash it redelivers at most the events handled in the last second; others
   start at the head of the log and see only new events.
+- The config's subscriptions and endpoints are applied as a whole (`apply`). Subscribers
+  of the Python API join and leave one by one (`join`, `leave`); one that leaves with an
+  event in flight hands it back, and it goes to another member of its group.
 """
 
 from __future__ import annotations
@@ -26,20 +24,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
+import threading
 import time
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jmespath
-from jmespath.exceptions import JMESPathError
-
-from . import durable, handlers
-from .config import ProjectConfig, Subscription
-from .deadletters import DeadLetters
-from .errors import HandlerError, NotFound
-from .model import Event
+from . import durable
+from .config import ProjectConfig
+from .errors import BadRequest, NotFound
+from .members import Member, SubscriptionMember
+from .webhooks import Clients, endpoint_groups
 
 if TYPE_CHECKING:
     from .projects import Project
@@ -49,143 +44,8 @@ log = logging.getLogger("elsabro.dispatch")
 CURSORS = Path(".elsabro") / "cursors.json"
 CHECKPOINT_S = 1.0
 READ_BATCH = 256
-JITTER = 0.2
-FAILED_TOPIC = "event.handler.failed"
-
-
-class Member:
-    """One receiver inside a consumer (a subscription, or a webhook endpoint), and its state."""
-
-    def __init__(self, name: str, spec: Any, durable: bool) -> None:
-        self.name = name
-        self.spec = spec  # what it was built from: a changed spec means a new consumer
-        self.durable = durable
-        self.in_flight: int | None = None
-        self.in_flight_since = 0.0
-        self.failures = 0  # failed attempts in a row on the event in flight
-        self.delivered = 0
-        self.dead_lettered = 0
-        self.last_error: str | None = None
-
-    def wants(self, record: dict[str, Any]) -> bool:
-        raise NotImplementedError
-
-    def receives(self, record: dict[str, Any]) -> bool:
-        """`wants`, except that a receiver never hears of its own failure: no loops."""
-        payload = record.get("payload")
-        about = payload.get("subscription") if isinstance(payload, dict) else None
-        own_failure = record["topic"] == FAILED_TOPIC and about == self.name
-        return not own_failure and self.wants(record)
-
-    def failed(self, record: dict[str, Any], exc: HandlerError | str, number: int) -> None:
-        self.failures += 1
-        self.last_error = str(exc)
-        log.warning("%s: %s attempt %d failed: %s", self.name, record["id"], number, exc)
-
-    def succeeded(self) -> None:
-        self.failures = 0
-        self.delivered += 1
-
-    async def park(
-        self, project: Project, record: dict[str, Any], exc: HandlerError, retry_count: int
-    ) -> None:
-        """Give up on the event: dead letter, `event.handler.failed`, and move on."""
-        await dead_letter(project, self.name, record, exc, retry_count)
-        self.failures = 0
-        self.dead_lettered += 1
-
-    async def deliver(self, project: Project, record: dict[str, Any]) -> None:
-        """Every attempt the event gets, ending in success or a dead letter."""
-        raise NotImplementedError
-
-    async def attempt(self, project: Project, record: dict[str, Any], number: int) -> None:
-        """One attempt (used by `dlq retry` too); raises HandlerError on failure."""
-        raise NotImplementedError
-
-    @property
-    def stalled(self) -> bool:
-        return self.failures > 0
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "inFlight": self.in_flight,
-            "delivered": self.delivered,
-            "failures": self.failures,
-            "deadLettered": self.dead_lettered,
-            "lastError": self.last_error,
-            "stalled": self.stalled,
-        }
-
-
-class SubscriptionMember(Member):
-    """A subscription of the project's config."""
-
-    def __init__(self, sub: Subscription) -> None:
-        super().__init__(sub.name, sub, sub.options.durable)
-        self.sub = sub
-        self.filter = jmespath.compile(sub.filter) if sub.filter else None
-        self.acks: dict[str, asyncio.Future[bool]] = {}
-
-    def status(self) -> dict[str, Any]:
-        return {**super().status(), "selector": self.sub.selector, "queue": self.sub.options.queue}
-
-    async def attempt(self, project: Project, record: dict[str, Any], number: int) -> None:
-        """One attempt through the handler, and its manual ack if the subscription wants one."""
-        options = self.sub.options
-        delivery = handlers.Delivery(record, self.name, number)
-        await handlers.run(self.sub.handler, delivery, project, options.timeout / 1000)
-        if options.ack != "manual":
-            return
-        waiting: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.acks[record["id"]] = waiting
-        try:
-            ok = await asyncio.wait_for(waiting, options.ack_wait / 1000)
-        except asyncio.TimeoutError:
-            raise HandlerError(f"no ack within {options.ack_wait / 1000:g} s") from None
-        finally:
-            self.acks.pop(record["id"], None)
-        if not ok:
-            raise HandlerError("nacked")
-
-    async def deliver(self, project: Project, record: dict[str, Any]) -> None:
-        """Attempts with backoff until one succeeds or the retries run out (then dead letter)."""
-        options = self.sub.options
-        for number in range(1, options.max_retries + 2):
-            try:
-                await self.attempt(project, record, number)
-            except HandlerError as exc:
-                self.failed(record, exc, number)
-                if number > options.max_retries:
-                    await self.park(project, record, exc, retry_count=number - 1)
-                    return
-                delay_s = (
-                    options.retry_delay / 1000 * 2 ** (number - 1) * random.uniform(1 - JITTER, 1 + JITTER)
-                )
-                await asyncio.sleep(delay_s)
-            else:
-                self.succeeded()
-                return
-
-    def wants(self, record: dict[str, Any]) -> bool:
-        if not self.sub.selects(record["topic"]):
-            return False
-        if self.filter is None:
-            return True
-        try:
-            return bool(self.filter.search(record))
-        except (JMESPathError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
-            # An expression that cannot be evaluated on this event (`payload.n > \`2\`` on a
-            # string, `floor` of an infinity) does not match it; the subscription goes on.
-            log.warning("%s: filter skipped %s: %s", self.sub.name, record.get("id"), exc)
-            return False
-
-    @property
-    def stalled(self) -> bool:
-        options = self.sub.options
-        limit_s = (options.timeout + (options.ack_wait if options.ack == "manual" else 0)) / 1000
-        late = self.in_flight is not None and time.monotonic() - self.in_flight_since > limit_s
-        return late or self.failures > 0
+# Cursor keys of the Python API's subscribers; `apply` leaves them alone.
+API_PREFIX = "api:"
 
 
 class Consumer:
@@ -201,6 +61,8 @@ class Consumer:
         self._in_flight: set[int] = set()
         self._freed = asyncio.Event()
         self._next_member = 0
+        self._deliveries: dict[Member, asyncio.Task[None]] = {}
+        self._records: dict[Member, dict[str, Any]] = {}  # what each member has in flight
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
 
@@ -208,24 +70,48 @@ class Consumer:
         self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"consumer {self.name}")
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *([self._runner] if self._runner else [])]:
+        tasks = [*self._tasks, *([self._runner] if self._runner else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *([self._runner] if self._runner else []), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def add(self, member: Member) -> None:
+        self.members.append(member)
+        self._freed.set()
+
+    def remove(self, member: Member) -> asyncio.Task[None] | None:
+        """Take a member out; an event it had in flight goes to another member (when one joins).
+        Returns its cancelled delivery, if it had one."""
+        self.members.remove(member)
+        delivery = self._deliveries.pop(member, None)
+        record = self._records.pop(member, None)
+        if delivery is None or member.in_flight is None or record is None:
+            return None
+        delivery.cancel()
+        self._spawn(self._dispatch(member.in_flight, record))
+        return delivery
 
     async def _run(self) -> None:
         while True:
             for sequence, record in await self._read():
                 self._read_position = sequence
-                candidates = [m for m in self.members if m.receives(record)]
-                if not candidates:
+                if not any(m.receives(record) for m in self.members):
                     self._handled(sequence)
                     continue
-                member = await self._free_member(candidates)
-                member.in_flight, member.in_flight_since = sequence, time.monotonic()
                 self._in_flight.add(sequence)
-                task = asyncio.get_running_loop().create_task(self._deliver(member, sequence, record))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                await self._dispatch(sequence, record)
+
+    async def _dispatch(self, sequence: int, record: dict[str, Any]) -> None:
+        member = await self._free_member(record)
+        member.in_flight, member.in_flight_since = sequence, time.monotonic()
+        self._records[member] = record
+        self._deliveries[member] = self._spawn(self._deliver(member, sequence, record))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _read(self) -> list[tuple[int, dict[str, Any]]]:
         log_ = self.project.log
@@ -235,9 +121,10 @@ class Consumer:
         lines = await asyncio.to_thread(lambda: list(islice(log_.read(after, upto), READ_BATCH)))
         return [(sequence, json.loads(line)) for sequence, line in lines]
 
-    async def _free_member(self, candidates: list[Member]) -> Member:
+    async def _free_member(self, record: dict[str, Any]) -> Member:
+        """A free member that wants the record; members may join and leave while we wait."""
         while True:
-            free = [m for m in candidates if m.in_flight is None]
+            free = [m for m in self.members if m.in_flight is None and m.receives(record)]
             healthy = [m for m in free if m.failures == 0] or free
             if healthy:
                 self._next_member += 1
@@ -260,34 +147,14 @@ class Consumer:
             member.last_error = f"internal error: {exc}"
             return
         member.in_flight = None
+        self._deliveries.pop(member, None)
+        self._records.pop(member, None)
         self._handled(sequence)
         self._freed.set()
 
 
-async def dead_letter(
-    project: Project, subscriber: str, record: dict[str, Any], exc: HandlerError, retry_count: int
-) -> None:
-    letters = DeadLetters(project.path)
-    entry = await asyncio.to_thread(letters.add, record, subscriber, str(exc), exc.detail, retry_count)
-    failed = Event.new(
-        FAILED_TOPIC,
-        correlation_id=record.get("correlationId"),
-        causation_id=record["id"],
-        metadata={"projectDir": str(project.path)},
-        payload={
-            "eventId": record["id"],
-            "topic": record["topic"],
-            "subscription": subscriber,
-            "error": str(exc),
-            "retryCount": retry_count,
-            "deadLetterId": entry["id"],
-        },
-    )
-    await project.log.append([failed])
-
-
 class Dispatcher:
-    """A project's consumers, rebuilt when its configuration changes."""
+    """A project's consumers: the config's, rebuilt when it changes, and the API's subscribers."""
 
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -295,33 +162,35 @@ class Dispatcher:
         self._checkpointer: asyncio.Task[None] | None = None
         self._saved: dict[str, int] = {}
         self._stopping: set[asyncio.Task[None]] = set()
-        from .webhooks import Clients
-
         self.clients = Clients()
 
     def apply(self, config: ProjectConfig) -> None:
         """Run exactly the subscriptions and endpoints of `config`; unchanged consumers keep running."""
         groups = self._groups(config)
-        saved = _read_cursors(self.project.path)
-        fresh: dict[str, int] = {}
-        for key in list(self.consumers):
+        for key in [k for k in self.consumers if not k.startswith(API_PREFIX)]:
             if [m.spec for m in self.consumers[key].members] != [m.spec for m in groups.get(key, [])]:
                 self._spawn_stop(self.consumers.pop(key))
-        for key, members in groups.items():
-            if key in self.consumers:
-                continue
-            durable = any(m.durable for m in members)
-            head = self.project.log.committed_sequence
-            cursor = saved.get(key, head) if durable else head
-            if durable and key not in saved:
-                fresh[key] = cursor  # saved at once: a crash before the first checkpoint must not skip
-            consumer = Consumer(key, members, self.project, min(cursor, head))
-            self.consumers[key] = consumer
-            consumer.start()
-        if fresh:
-            _write_cursors(self.project.path, {**saved, **fresh})
+        fresh = [self._start(key, members) for key, members in groups.items() if key not in self.consumers]
+        self._save_fresh([key for key in fresh if key])
         if self._checkpointer is None:
             self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
+
+    def _start(self, key: str, members: list[Member], after: int | None = None) -> str | None:
+        """Start a consumer where it left off (durable), after `after`, or at the head.
+        Returns the key if it is durable and has no saved cursor yet."""
+        saved = _read_cursors(self.project.path)
+        head = self.project.log.committed_sequence
+        durable = any(m.durable for m in members)
+        cursor = saved.get(key, head) if durable else head if after is None else after
+        consumer = Consumer(key, members, self.project, max(0, min(cursor, head)))
+        self.consumers[key] = consumer
+        consumer.start()
+        return key if durable and key not in saved else None
+
+    def _save_fresh(self, keys: list[str]) -> None:
+        # Saved at once: a crash before the first checkpoint must not skip what came meanwhile.
+        if keys:
+            _merge_cursors(self.project.path, {key: self.consumers[key].cursor for key in keys})
 
     def _groups(self, config: ProjectConfig) -> dict[str, list[Member]]:
         """Consumers by cursor key: a subscription, a queue group, or a webhook endpoint."""
@@ -329,15 +198,56 @@ class Dispatcher:
         for sub in config.subscriptions:
             key = f"queue:{sub.options.queue}" if sub.options.queue else f"sub:{sub.name}"
             groups.setdefault(key, []).append(SubscriptionMember(sub))
-        from .webhooks import endpoint_groups  # webhooks builds on this module
-
         groups.update(endpoint_groups(config, self.clients))
         return groups
 
-    def _spawn_stop(self, consumer: Consumer) -> None:
-        task = asyncio.get_running_loop().create_task(consumer.stop())
+    # -- the Python API's subscribers, one at a time ----------------------------------------
+
+    def join(self, member: Member, after: int | None = None) -> Consumer:
+        """Add an API subscriber: to its queue group's consumer, or to a consumer of its own.
+
+        A durable one resumes from its saved cursor; otherwise it starts after `after`
+        (where a reconnecting subscriber left off) or at the head of the log.
+        """
+        if any(m.name == member.name for c in self.consumers.values() for m in c.members):
+            raise BadRequest(f"a subscriber named {member.name!r} is connected already")
+        group = member.options.queue
+        key = f"{API_PREFIX}queue:{group}" if group else f"{API_PREFIX}{member.name}"
+        consumer = self.consumers.get(key)
+        if consumer is not None:
+            consumer.add(member)
+            consumer.durable = consumer.durable or member.durable
+        else:
+            self._save_fresh([k for k in [self._start(key, [member], after)] if k])
+            consumer = self.consumers[key]
+        if self._checkpointer is None:
+            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
+        return consumer
+
+    def leave(self, member: Member) -> asyncio.Future[Any]:
+        """Remove an API subscriber; its group's consumer stops (checkpointed) once empty.
+        The result is done once nothing runs for the member any more."""
+        pending: list[asyncio.Task[None]] = []
+        for key, consumer in list(self.consumers.items()):
+            if member in consumer.members:
+                delivery = consumer.remove(member)
+                pending += [delivery] if delivery is not None else []
+                if not consumer.members:
+                    del self.consumers[key]
+                    pending.append(self._spawn_stop(consumer))
+                break
+        return asyncio.gather(*pending, return_exceptions=True)
+
+    def _spawn_stop(self, consumer: Consumer) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._stop(consumer))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+        return task
+
+    async def _stop(self, consumer: Consumer) -> None:
+        await consumer.stop()
+        if consumer.durable and consumer.name.startswith(API_PREFIX):  # it resumes from here
+            await asyncio.to_thread(_merge_cursors, self.project.path, {consumer.name: consumer.cursor})
 
     async def stop(self) -> None:
         if self._checkpointer is not None:
@@ -356,7 +266,7 @@ class Dispatcher:
     def _checkpoint(self) -> None:
         cursors = {key: c.cursor for key, c in self.consumers.items() if c.durable}
         if cursors and cursors != self._saved:
-            _write_cursors(self.project.path, {**_read_cursors(self.project.path), **cursors})
+            _merge_cursors(self.project.path, cursors)
             self._saved = cursors
 
     def oldest_needed(self) -> int:
@@ -379,7 +289,7 @@ class Dispatcher:
 
     def ack(self, subscription: str, event_id: str, ok: bool) -> None:
         member = self.member(subscription)
-        waiting = member.acks.get(event_id) if isinstance(member, SubscriptionMember) else None
+        waiting = member.acks.get(event_id)
         if waiting is None or waiting.done():
             raise NotFound(f"{subscription} is not waiting for an ack of {event_id}")
         waiting.set_result(ok)
@@ -401,5 +311,11 @@ def _read_cursors(project: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _write_cursors(project: Path, cursors: dict[str, int]) -> None:
-    durable.write_atomically(project / CURSORS, json.dumps(cursors, indent=1, sort_keys=True).encode())
+# The checkpoint thread and a leaving subscriber may both update the file.
+_cursors_lock = threading.Lock()
+
+
+def _merge_cursors(project: Path, cursors: dict[str, int]) -> None:
+    with _cursors_lock:
+        merged = {**_read_cursors(project), **cursors}
+        durable.write_atomically(project / CURSORS, json.dumps(merged, indent=1, sort_keys=True).encode())

@@ -4,6 +4,7 @@
     ├── UsageError                a bad argument from the user (a time, a topic, a pattern, JSON)
     ├── ConfigError               an invalid config file; names the JSON path of each mistake
     ├── HandlerError              one attempt of a subscription's handler failed (exit, timeout)
+    ├── EventTimeout              `EventBus.once` saw no matching event in time (also a TimeoutError)
     ├── RequestError              a request the daemon refuses; the client sees the same class
     │   ├── BadRequest            malformed JSON, wrong fields, bad topic (HTTP 400)
     │   ├── ProjectError          project path not absolute, missing or not a directory (400)
@@ -14,7 +15,8 @@
     ├── StoreError                the log cannot take writes
     │   ├── WriteFailed           a write or fsync failed; the writer stopped (fail closed) (507)
     │   ├── DiskFull              no space for this write; nothing half-written, retry later (507)
-    │   └── LogCorrupted          a damaged record inside the log; writes refused until repair (409)
+    │   ├── LogCorrupted          a damaged record inside the log; writes refused until repair (409)
+    │   └── LogInUse              another process (a daemon, an embedded bus) writes this log (409)
     └── DaemonError               the daemon process itself
         ├── DaemonNotRunning      nothing answers on the socket
         ├── DaemonAlreadyRunning  another daemon holds the lock
@@ -61,6 +63,13 @@ class HandlerError(ElsabroError):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class EventTimeout(ElsabroError, TimeoutError):
+    """`EventBus.once` waited its whole timeout for a matching event."""
+
+    code = "event_timeout"
+    http_status = 408
 
 
 class RequestError(ElsabroError):
@@ -135,6 +144,13 @@ class LogCorrupted(StoreError):
     """A damaged record inside the log (not a torn tail): writes are refused until repair."""
 
     code = "log_corrupted"
+    http_status = 409
+
+
+class LogInUse(StoreError):
+    """Another process writes this project's log: one writer per log, always."""
+
+    code = "log_in_use"
     http_status = 409
 
 

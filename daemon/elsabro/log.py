@@ -23,19 +23,17 @@ import logging
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import redact
 from .errors import BadRequest, Busy, DiskFull, LogCorrupted, StoreError, WriteFailed
 from .filestore import FileStore
 from .model import Event, now_iso
+from .query import Query
 from .settings import Settings
 from .store import GENESIS_HASH, Cut, Removal, Store, Tail, line_hash
-
-if TYPE_CHECKING:
-    from .query import Query
 
 log = logging.getLogger("elsabro.log")
 
@@ -281,3 +279,20 @@ class ProjectLog:
         if not recent or recent[0][0] > after_sequence + 1:
             return None
         return [(seq, line) for seq, line in recent if after_sequence < seq <= upto]
+
+    def select(self, query: Query, upto: int | None = None) -> list[bytes]:
+        """The lines a query selects, oldest first (blocking)."""
+        if query.limit is not None and query.caused_by is None:  # the newest: read from the end
+            found = query.select_last(self.candidates(query, upto, newest_first=True))
+            return [line for line, _ in found]
+        return list(self.matching(query, upto))
+
+    def matching(self, query: Query, upto: int | None = None) -> Iterator[bytes]:
+        """The matching lines in log order, streamed (blocking)."""
+        if query.caused_by is not None:  # the chain starts at its first event: read from there
+            first = Query(event_id=query.caused_by)
+            root = next(first.select(self.candidates(first, upto)), None)
+            if root is None:
+                return
+            query = replace(query, after_sequence=max(query.after_sequence, root[1]["sequence"] - 1))
+        yield from (line for line, _ in query.select(self.candidates(query, upto)))

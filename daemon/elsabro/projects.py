@@ -9,6 +9,7 @@ pick up events that hooks spooled while it was down.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -19,17 +20,23 @@ from pathlib import Path
 from . import durable
 from .config import ProjectConfig
 from .dispatch import Dispatcher
-from .errors import ProjectError
+from .errors import LogInUse, ProjectError
 from .ingest import Ingest
 from .log import ProjectLog
 from .settings import Settings
 from .spool import Drainer
-from .store import for_project
+from .store import Store, for_project
 
 log = logging.getLogger("elsabro.projects")
 
+# Held by whichever process writes the project's log: the daemon, or an embedded EventBus.
+WRITER_LOCK = Path(".elsabro") / "writer.lock"
+
 # Keeps the log and every working file out of git, while a config file is committed.
 GITIGNORE = """\
+# Held by whichever process writes the project's log: the daemon, or an embedded EventBus.
+WRITER_LOCK = Path(".elsabro") / "writer.lock"
+
 # Written by elsabro: the event log and its working files stay out of git.
 *
 !.gitignore
@@ -67,13 +74,23 @@ class Project:
         self.drainer = Drainer(self)
         self.dispatcher = Dispatcher(self)
         self.config = ProjectConfig()
+        self._lock_fd: int | None = None
 
-    def open(self) -> None:
-        """Blocking: recover the log and write `.elsabro/.gitignore`."""
+    def open(self, store: Store | None = None) -> None:
+        """Blocking: take the writer's lock, recover the log and write `.elsabro/.gitignore`.
+
+        The store is the one the project's config names, unless one is given (an embedded bus).
+        """
         # Owner-only: the log is an audit trail of what the agent did, files and commands included.
         (self.path / ".elsabro").mkdir(mode=0o700, exist_ok=True)
-        _, self.log.store = for_project(self.path, self.settings)  # read once: a change needs a restart
-        self.log.open()
+        self._lock_fd = _lock(self.path / WRITER_LOCK)
+        try:
+            # Read once: a change of backend needs a restart.
+            self.log.store = store if store is not None else for_project(self.path, self.settings)[1]
+            self.log.open()
+        except BaseException:
+            self.release()
+            raise
         self.ingest.learn(json.loads(line) for _, line in self.log.recent)
         gitignore = self.path / ".elsabro" / ".gitignore"
         if not gitignore.exists():
@@ -82,6 +99,26 @@ class Project:
     async def close(self) -> None:
         await self.dispatcher.stop()
         await self.log.close()
+        self.release()
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the lock
+            self._lock_fd = None
+
+
+def _lock(path: Path) -> int:
+    """An exclusive flock on the project's writer lock, or LogInUse: two writers would fork the log."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LogInUse(
+            f"another process writes the log of {path.parent.parent} "
+            "(an embedded EventBus, or a daemon of another user session); it must close first"
+        ) from None
+    return fd
 
 
 # Called once a project is open, before any request reaches it (the spool drain).

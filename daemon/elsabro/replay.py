@@ -24,8 +24,8 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .config import ExecHandler, Subscription
-from .dispatch import Member, SubscriptionMember
 from .errors import BadRequest, HandlerError, NotFound
+from .members import Member, SubscriptionMember
 
 if TYPE_CHECKING:
     from .projects import Project

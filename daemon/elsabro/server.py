@@ -7,6 +7,9 @@
     POST /v1/hook                a raw Claude Code hook payload -> {}
     POST /v1/cleanup             apply the retention policy now -> {"removed": {...} | null}
     POST /v1/replay              {topic, since, until, correlation, target} -> progress as JSON Lines
+    POST /v1/subscribe           a subscriber of the Python API: attempts pushed as JSON Lines
+    POST /v1/subscriptions/answer   {subscription, eventId, ok, error}: a pushed attempt's outcome
+    POST /v1/unsubscribe         {subscription}: that subscriber leaves now
     GET  /v1/views/sessions|tasks|agents|stats   a projection's rows -> {"rows": [...]}
     GET  /v1/views/session?id=   one session's timeline -> {"rows": [...]}
     GET  /v1/events?topic=&since=&until=&correlation=&id=&causedBy=&after=&limit=[&follow=1]
@@ -29,15 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from . import pushed, retention, spool, webhooks
 from . import replay as replay_mod
-from . import retention, spool, webhooks
-from .config import describe
+from .config import one_line
 from .deadletters import DeadLetters
-from .errors import BadRequest, Busy, HandlerError, NotFound, StoreError
+from .errors import BadRequest, Busy, HandlerError, LogInUse, NotFound, StoreError
 from .http import Request, Response
 from .model import PublishRequest, new_event_id, now_iso
 from .projections import PROJECTIONS, session_timeline
-from .projects import Project
+from .projects import Project, check_project_dir
 from .query import Query, parse_time
 from .snapshots import rebuild, view
 
@@ -57,9 +60,7 @@ def parse_publish(value: Any) -> PublishRequest:
     try:
         return PublishRequest.model_validate(value)
     except ValidationError as exc:
-        problems = describe(exc)
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise BadRequest(problems[0] + more) from None
+        raise BadRequest(one_line(exc)) from None
 
 
 class Server:
@@ -77,6 +78,9 @@ class Server:
             ("GET", "/v1/subscriptions"): Server.subscriptions,
             ("POST", "/v1/subscriptions/test"): Server.test_subscription,
             ("POST", "/v1/ack"): Server.ack,
+            ("POST", "/v1/subscribe"): Server.subscribe,
+            ("POST", "/v1/subscriptions/answer"): Server.answer,
+            ("POST", "/v1/unsubscribe"): Server.unsubscribe,
             ("GET", "/v1/deadletters"): Server.dead_letters,
             ("POST", "/v1/deadletters/retry"): Server.retry_dead_letters,
             ("POST", "/v1/deadletters/purge"): Server.purge_dead_letters,
@@ -143,7 +147,12 @@ class Server:
         owns the event: one it cannot store now is spooled (and drained later), and one
         that is not a hook payload is kept in `spool/rejected/`. Nothing is dropped.
         """
-        project = await self.project(request)
+        try:
+            project = await self.project(request)
+        except LogInUse as exc:  # an embedded bus writes the log now: its spool waits for us
+            raw = request.headers.get(PROJECT_HEADER)
+            await asyncio.to_thread(spool.write, check_project_dir(raw), request.body)
+            return Response.json({"spooled": str(exc)}, 202)
         try:
             payload = request.json()
             await project.ingest.session_started(payload)
@@ -165,10 +174,10 @@ class Server:
             return Response(content_type=NDJSON, stream=follow(project, query))
         upto = project.log.committed_sequence
         if query.limit is not None or query.event_id is not None:  # a few records: one body
-            lines = await asyncio.to_thread(_select, project, query, upto)
+            lines = await asyncio.to_thread(project.log.select, query, upto)
             return Response(body=b"".join(line + b"\n" for line in lines), content_type=NDJSON)
         # Possibly the whole log: streamed, never held in memory at once.
-        return Response(content_type=NDJSON, stream=_in_thread(_matching(project, query, upto)))
+        return Response(content_type=NDJSON, stream=_in_thread(project.log.matching(query, upto)))
 
     async def subscriptions(self, request: Request) -> Response:
         project = await self.project(request)
@@ -195,6 +204,23 @@ class Server:
         project.dispatcher.ack(
             str(body.get("subscription")), str(body.get("eventId")), bool(body.get("ok", True))
         )
+        return Response.json({})
+
+    async def subscribe(self, request: Request) -> Response:
+        """A connected subscriber (pushed.py): the response streams its attempts until it ends."""
+        selection, after = pushed.parse_subscribe(request.json())
+        project = await self.project(request)
+        member = pushed.PushMember(selection)
+        return Response(content_type=NDJSON, stream=pushed.pushes(project, member, after))
+
+    async def answer(self, request: Request) -> Response:
+        project = await self.project(request)
+        pushed.answer(project, _object(request))
+        return Response.json({})
+
+    async def unsubscribe(self, request: Request) -> Response:
+        project = await self.project(request)
+        await pushed.unsubscribe(project, _object(request))
         return Response.json({})
 
     async def dead_letters(self, request: Request) -> Response:
@@ -282,7 +308,7 @@ class Server:
         query = Query.from_params({key: str(value) for key, value in body.items() if value is not None})
         project = await self.project(request)
         member = replay_mod.target_member(project, target)
-        lines = _matching(project, query, project.log.committed_sequence)
+        lines = project.log.matching(query, project.log.committed_sequence)
 
         async def progress() -> AsyncIterator[bytes]:
             async for step in replay_mod.run(project, query, member, lines):
@@ -312,7 +338,7 @@ class Server:
         query = Query(correlation_id=session_id)
         upto = project.log.committed_sequence
         records = await asyncio.to_thread(
-            lambda: [json.loads(line) for line in _matching(project, query, upto)]
+            lambda: [json.loads(line) for line in project.log.matching(query, upto)]
         )
         if not records:
             raise NotFound(f"no events of session {session_id}")
@@ -324,25 +350,6 @@ def _object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
-
-
-def _select(project: Project, query: Query, upto: int) -> list[bytes]:
-    if query.limit is not None and query.caused_by is None:  # the newest: read from the end, stop early
-        found = query.select_last(project.log.candidates(query, upto, newest_first=True))
-        return [line for line, _ in found]
-    return list(_matching(project, query, upto))
-
-
-def _matching(project: Project, query: Query, upto: int) -> Iterator[bytes]:
-    """The matching lines in log order (blocking: runs in a thread)."""
-    log = project.log
-    if query.caused_by is not None:  # the chain starts at its first event: read from there
-        first = Query(event_id=query.caused_by)
-        root = next(first.select(log.candidates(first, upto)), None)
-        if root is None:
-            return
-        query = replace(query, after_sequence=max(query.after_sequence, root[1]["sequence"] - 1))
-    yield from (line for line, _ in query.select(log.candidates(query, upto)))
 
 
 async def _in_thread(lines: Iterator[bytes], batch: int = 2_000) -> AsyncIterator[bytes]:
@@ -359,13 +366,13 @@ async def follow(project: Project, query: Query) -> AsyncIterator[bytes]:
     """The matching backlog, then every new matching record as it is committed."""
     log = project.log
     last = log.committed_sequence
-    for line in await asyncio.to_thread(_select, project, query, last):
+    for line in await asyncio.to_thread(log.select, query, last):
         yield line + b"\n"
     live = replace(query, limit=None)
     while True:
         await log.wait_beyond(last)
         upto = log.committed_sequence
-        lines = await asyncio.to_thread(_select, project, replace(live, after_sequence=last), upto)
+        lines = await asyncio.to_thread(log.select, replace(live, after_sequence=last), upto)
         last = upto
         if lines:
             yield b"".join(line + b"\n" for line in lines)

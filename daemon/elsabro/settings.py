@@ -115,3 +115,15 @@ class Settings:
                 f"socket path {self.socket_path} is longer than {MAX_SOCKET_PATH_BYTES} bytes; "
                 "set ELSABRO_SOCKET to a shorter path"
             )
+
+
+def default_project(env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """`$CLAUDE_PROJECT_DIR`, else the git top level of the working directory, else it."""
+    env = dict(os.environ) if env is None else env
+    if env.get("CLAUDE_PROJECT_DIR"):
+        return Path(env["CLAUDE_PROJECT_DIR"]).absolute()
+    here = (cwd or Path.cwd()).absolute()
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return here

@@ -1,7 +1,7 @@
 """Webhooks: signed, retried, durable deliveries of events to HTTP endpoints, with a delivery log.
 
 Each enabled endpoint of `events.webhooks` is a durable consumer of the project's log
-(dispatch.py): pending deliveries survive a restart because the endpoint's cursor only
+(dispatch.py, members.py): pending deliveries survive a restart because the endpoint's cursor only
 moves past an event once it is delivered or dead-lettered, and an endpoint receives
 events in log order unless it opts into `parallel`.
 
@@ -38,10 +38,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import durable
 from .clock import now_iso
-from .config import ProjectConfig, WebhookEndpoint, WebhooksConfig
-from .dispatch import Member
+from .config import Options, ProjectConfig, WebhookEndpoint, WebhooksConfig
 from .errors import HandlerError
 from .formats import cloudevent
+from .members import Member
 from .topics import matches
 
 if TYPE_CHECKING:
@@ -219,9 +219,8 @@ class EndpointMember(Member):
     def __init__(
         self, endpoint: WebhookEndpoint, config: WebhooksConfig, client: Clients, index: int = 0
     ) -> None:
-        super().__init__(
-            f"webhook:{endpoint.id}", (endpoint, config.signing, config.retry, index), durable=True
-        )
+        spec = (endpoint, config.signing, config.retry, index)
+        super().__init__(f"webhook:{endpoint.id}", spec, Options(durable=True, timeout=endpoint.timeout))
         self.endpoint = endpoint
         self.config = config
         self.clients = client
@@ -239,7 +238,7 @@ class EndpointMember(Member):
     def wants(self, record: dict[str, Any]) -> bool:
         return not self.disabled and endpoint_wants(self.endpoint.events, record["topic"])
 
-    async def attempt(self, project: Project, record: dict[str, Any], number: int) -> None:
+    async def run_handler(self, project: Project, record: dict[str, Any], number: int) -> None:
         outcome = await send(self.clients.get(), project.path, self.endpoint, self.config, record, number)
         if not outcome.ok:
             raise HandlerError(outcome.error or "failed")
