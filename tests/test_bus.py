@@ -345,6 +345,12 @@ def test_once(open_bus: Any) -> None:
             published = await bus.publish("review.approved", {"by": "ana"})
             assert (await waiting).id == published.id
             assert bus.subscriptions == []
+            # After a given sequence: an event stored before the call is found.
+            request = await bus.publish("review.requested")
+            answer = await bus.publish("review.approved", {"by": "bo"})
+            assert (await bus.once("review.approved", after_sequence=request.sequence)).id == answer.id
+            with pytest.raises(EventTimeout):
+                await bus.once("review.approved", timeout_s=0.1, after_sequence=answer.sequence)
 
     run(scenario())
 
@@ -362,5 +368,30 @@ def test_replay_over_a_time_range(open_bus: Any) -> None:
             replayed = await bus.replay("build.done", inside[0].timestamp, inside[-1].timestamp, seen)
             assert [e.payload for e in replayed] == [0, 1, 2] == seen.payloads
             assert len(await bus.replay("build.#", since=inside[0].timestamp)) == 5
+
+    run(scenario())
+
+
+def test_a_queue_member_leaving_hands_its_event_to_another(open_bus: Any) -> None:
+    async def scenario() -> None:
+        async with open_bus() as bus:
+            stuck = asyncio.Event()
+            calls: list[Any] = []
+
+            async def hangs(event: StoredEvent) -> None:
+                calls.append(event.payload)
+                stuck.set()
+                await asyncio.sleep(30)
+
+            taker = Recorder()
+            leaving = await bus.subscribe("job.run", hangs, queue="workers", timeout_s=60)
+            await bus.publish("job.run", "first")
+            await until(stuck.is_set, "the first member to take the event")
+            await bus.subscribe("job.run", taker, queue="workers")
+            await bus.unsubscribe(leaving.id)
+            await until(lambda: taker.payloads == ["first"], "the event to move to the other member")
+            await bus.publish("job.run", "second")
+            await until(lambda: taker.payloads == ["first", "second"], "the next one")
+            assert calls == ["first"]
 
     run(scenario())

@@ -69,12 +69,18 @@ class Subscription:
     _bus: EventBus = field(repr=False, compare=False)
 
     async def ack(self, event: StoredEvent | str, ok: bool = True) -> None:
-        """Acknowledge (or, with ok=False, reject) an event of an `ack="manual"` subscription."""
+        """Acknowledge (or, with ok=False, reject) an event of an `ack="manual"` subscription.
+
+        >>> await sub.ack(event)
+        """
         event_id = event if isinstance(event, str) else event.id
         await self._bus._backend.ack(self._bus._subscribers[self.id], event_id, ok)
 
     async def nack(self, event: StoredEvent | str) -> None:
-        """Reject an event of an `ack="manual"` subscription: that attempt fails (and is retried)."""
+        """Reject an event of an `ack="manual"` subscription: that attempt fails (and is retried).
+
+        >>> await sub.nack(event)
+        """
         await self.ack(event, ok=False)
 
 
@@ -145,13 +151,19 @@ class EventBus:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect (client) or open the log (embedded); `async with` calls it."""
+        """Connect (client) or open the log (embedded); `async with` calls it.
+
+        >>> bus = EventBus(); await bus.start()
+        """
         if not self._started:
             await self._backend.start()
             self._started = True
 
     async def close(self) -> None:
-        """End every subscription and release the connection or the log."""
+        """End every subscription and release the connection or the log.
+
+        >>> await bus.close()
+        """
         self._subscribers.clear()
         self._subscriptions.clear()
         await self._backend.close()
@@ -262,6 +274,7 @@ class EventBus:
         jmespath_filter: str | None,
         options: SubscribeOptions,
         check: Filter | None = None,
+        after: int | None = None,
     ) -> Subscription:
         if not callable(handler):
             raise UsageError("the handler must be a function (async or not) taking the event")
@@ -269,7 +282,7 @@ class EventBus:
         chosen = selection(subscription_id, selector, pattern, jmespath_filter, options)
         subscriber = Subscriber(subscription_id, chosen, handler, check)
         await self.start()
-        await self._backend.subscribe(subscriber)
+        await self._backend.subscribe(subscriber, after)
         self._subscribers[subscription_id] = subscriber
         handle = Subscription(subscription_id, chosen.name, selector, dict(options), self)  # type: ignore[arg-type]
         self._subscriptions[subscription_id] = handle
@@ -287,10 +300,14 @@ class EventBus:
         await self._backend.unsubscribe(subscriber)
         return True
 
-    async def once(self, topic: str, timeout_s: float | None = None) -> StoredEvent:
-        """The next event of `topic` published after the call; EventTimeout after `timeout_s`.
+    async def once(
+        self, topic: str, timeout_s: float | None = None, *, after_sequence: int | None = None
+    ) -> StoredEvent:
+        """The next event of `topic`: published after the call, or stored after `after_sequence`
+        (no race with what was published just before); EventTimeout after `timeout_s`.
 
-        >>> event = await bus.once("review.approved", timeout_s=60)
+        >>> request = await bus.publish("review.requested", {"pr": 7})
+        >>> verdict = await bus.once("review.done", timeout_s=60, after_sequence=request.sequence)
         """
         arrived: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
 
@@ -298,7 +315,7 @@ class EventBus:
             if not arrived.done():
                 arrived.set_result(event)
 
-        sub = await self.subscribe(topic, catch, max_retries=0)
+        sub = await self._subscribe(topic, False, catch, None, {"max_retries": 0}, after=after_sequence)
         try:
             return await asyncio.wait_for(arrived, timeout_s)
         except asyncio.TimeoutError:
@@ -353,7 +370,10 @@ class EventBus:
         return [StoredEvent.model_validate(record) for record in await self._backend.select(query)]
 
     async def dead_letters(self, subscription: str | None = None) -> list[dict[str, Any]]:
-        """The dead letters (of one subscription's name), as `elsabro dlq list` shows them."""
+        """The dead letters (of one subscription's name), as `elsabro dlq list` shows them.
+
+        >>> [letter["error"]["message"] for letter in await bus.dead_letters("indexer")]
+        """
         await self.start()
         return await self._backend.dead_letters(subscription)
 

@@ -100,9 +100,9 @@ class EmbeddedBackend:
         lines = await asyncio.to_thread(self.project.log.select, query)
         return [json.loads(line) for line in lines]
 
-    async def subscribe(self, subscriber: Subscriber) -> None:
+    async def subscribe(self, subscriber: Subscriber, after: int | None = None) -> None:
         member = FunctionMember(subscriber)
-        self.project.dispatcher.join(member)
+        self.project.dispatcher.join(member, after)
         self._members[subscriber.id] = member
 
     async def unsubscribe(self, subscriber: Subscriber) -> None:

@@ -109,10 +109,10 @@ class ClientBackend:
 
     # -- subscriptions -------------------------------------------------------------------
 
-    async def subscribe(self, subscriber: Subscriber) -> None:
+    async def subscribe(self, subscriber: Subscriber, after: int | None = None) -> None:
         """Subscribe, and return once the daemon has the subscriber (or raise its refusal)."""
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        task = asyncio.get_running_loop().create_task(self._follow(subscriber, ready))
+        task = asyncio.get_running_loop().create_task(self._follow(subscriber, ready, after))
         self._follows[subscriber.id] = task
         try:
             await ready
@@ -131,9 +131,8 @@ class ClientBackend:
         with contextlib.suppress(DaemonError, NotFound):
             await self._call("POST", "/v1/unsubscribe", {"subscription": subscriber.selection.name})
 
-    async def _follow(self, subscriber: Subscriber, ready: asyncio.Future[None]) -> None:
+    async def _follow(self, subscriber: Subscriber, ready: asyncio.Future[None], after: int | None) -> None:
         """The subscription's life: connected, handling pushes; reconnecting when the daemon goes."""
-        after: int | None = None
         delay_s = RECONNECT_MIN_S
         while True:
             try:
