@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,34 @@ def test_the_index_reads_escaped_session_ids_and_odd_lines(tmp_path: Path) -> No
     assert built.correlations == {'quote"and\\slash', "plain"}
     assert built.may_match(None, None, 'quote"and\\slash') and not built.may_match(None, None, "other")
     assert not built.may_match(stamp(10), None, None) and not built.may_match(None, stamp(0), None)
+
+
+def test_batched_reads_go_on_from_where_the_last_one_stopped(kind: str, tmp_path: Path) -> None:
+    """A consumer reads batch after batch; every backend gives what one full read gives."""
+    store = open_backend(kind, tmp_path, segment_max_bytes=2048)
+    store.open(10)
+    chain = Chain(store)
+    chain.add(60)
+    got: list[int] = []
+    while batch := list(islice(store.read(got[-1] if got else 0, 55), 7)):
+        got += sequences(iter(batch))
+        chain.add(1)  # the log grows meanwhile
+    assert got == list(range(1, 56))
+
+
+def test_a_file_store_read_seeks_to_where_the_last_one_stopped(tmp_path: Path) -> None:
+    """A consumer catching up must not rescan its segment from the start on every batch
+    (quadratic in the segment's size): the next read seeks to where the last one stopped."""
+    store = open_backend("file", tmp_path, segment_max_bytes=1 << 20)
+    store.open(10)
+    Chain(store).add(100)
+    first = list(islice(store.read(0), 50))
+    assert sequences(iter(first)) == list(range(1, 51))
+    # Blank out the records already read: only a read that seeks past them still works.
+    [segment] = segments.list_segments(tmp_path / "events")
+    data = segment[1].read_bytes()
+    read_bytes = sum(len(line) + 1 for _, line in first)
+    segment[1].write_bytes(b" " * (read_bytes - 1) + b"\n" + data[read_bytes:])
+    assert sequences(store.read(50)) == list(range(51, 101))
+    with pytest.raises(ValueError):  # a read from the start meets the blanked bytes
+        list(store.read(10))

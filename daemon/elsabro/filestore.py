@@ -67,6 +67,7 @@ class FileStore:
         self.settings = settings
         self._fd: int | None = None
         self._size = 0
+        self._positions = segments.Positions()  # consumers reading on from where they stopped
 
     def open(self, keep_recent: int) -> Tail:
         self.events_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -119,7 +120,7 @@ class FileStore:
     # -- reading -------------------------------------------------------------------------
 
     def read(self, after: int = 0, upto: int | None = None) -> Iterator[tuple[int, bytes]]:
-        return segments.read_lines(self.events_dir, after, upto)
+        return segments.read_lines(self.events_dir, after, upto, self._positions)
 
     def read_backwards(self, after: int = 0, upto: int | None = None) -> Iterator[tuple[int, bytes]]:
         return segments.read_lines_backwards(self.events_dir, after, upto)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,24 +66,88 @@ def iter_lines(path: Path) -> Iterator[bytes]:
             yield line[:-1]
 
 
+class Positions:
+    """Where the record after a sequence starts, for the last reads that stopped there.
+
+    A consumer catching up reads the log batch after batch, each read starting where the
+    last one stopped. Without this, every batch scanned its segment from the first line:
+    quadratic in the segment's size (40 ms per 256 records deep into a 16 MiB segment).
+    Reads run in worker threads, hence the lock.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._at: OrderedDict[int, tuple[Path, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sequence: int) -> tuple[Path, int] | None:
+        with self._lock:
+            return self._at.get(sequence)
+
+    def put(self, sequence: int, where: tuple[Path, int]) -> None:
+        with self._lock:
+            self._at[sequence] = where
+            self._at.move_to_end(sequence)
+            while len(self._at) > self._size:
+                self._at.popitem(last=False)
+
+
 def read_lines(
-    events_dir: Path, after_sequence: int = 0, max_sequence: int | None = None
+    events_dir: Path,
+    after_sequence: int = 0,
+    max_sequence: int | None = None,
+    positions: Positions | None = None,
 ) -> Iterator[tuple[int, bytes]]:
-    """(sequence, line) of every record with after_sequence < sequence <= max_sequence."""
+    """(sequence, line) of every record with after_sequence < sequence <= max_sequence.
+
+    With `positions`, a read that starts where an earlier one stopped seeks straight there,
+    and this one's stopping point is remembered in turn.
+    """
     found = list_segments(events_dir)
-    for index, (first, path) in enumerate(found):
-        if max_sequence is not None and first > max_sequence:
-            return
-        next_first = found[index + 1][0] if index + 1 < len(found) else None
-        if next_first is not None and next_first <= after_sequence + 1:
-            continue  # the whole segment is before the start
-        for line in iter_lines(path):
-            sequence = line_sequence(line)
-            if sequence <= after_sequence:
-                continue
-            if max_sequence is not None and sequence > max_sequence:
+    begin, from_byte = _start(found, after_sequence, positions.get(after_sequence) if positions else None)
+    last: tuple[int, Path, int] | None = None
+    try:
+        for first, path in found[begin:]:
+            if max_sequence is not None and first > max_sequence:
                 return
-            yield sequence, line
+            for end, raw in _lines_from(path, from_byte):
+                sequence = line_sequence(raw)
+                if sequence <= after_sequence:
+                    continue
+                if max_sequence is not None and sequence > max_sequence:
+                    return
+                last = (sequence, path, end)
+                yield sequence, raw[:-1]
+            from_byte = 0  # the following segments are read from their beginning
+    finally:
+        if positions is not None and last is not None:
+            positions.put(last[0], (last[1], last[2]))
+
+
+def _start(
+    found: list[tuple[int, Path]], after_sequence: int, known: tuple[Path, int] | None
+) -> tuple[int, int]:
+    """Which segment to read first, and from which byte."""
+    if known is not None:
+        for index, (_, path) in enumerate(found):
+            if path == known[0]:
+                return index, known[1]
+        # Not found: that segment was retired since. Fall through to the scan.
+    for index in range(len(found)):
+        if index + 1 == len(found) or found[index + 1][0] > after_sequence + 1:
+            return index, 0
+    return len(found), 0
+
+
+def _lines_from(path: Path, offset: int) -> Iterator[tuple[int, bytes]]:
+    """(end offset, complete line with its newline) from `offset` on; a partial last line is skipped."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                return  # being written right now, or a torn tail: not a record yet
+            offset += len(raw)
+            yield offset, raw
 
 
 def read_lines_backwards(
