@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hmac
 import logging
 import logging.handlers
@@ -75,12 +74,9 @@ def prepare_socket_dir(path: Path) -> None:
 
 def acquire_lock(lock_path: Path) -> int:
     """An exclusive flock on the lock file, held for the daemon's whole life."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise DaemonAlreadyRunning(f"another elsabro daemon holds {lock_path}") from None
+    fd = durable.try_lock(lock_path)
+    if fd is None:
+        raise DaemonAlreadyRunning(f"another elsabro daemon holds {lock_path}")
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd

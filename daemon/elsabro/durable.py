@@ -7,6 +7,7 @@ it, rename it over the old one, fsync the directory; appends are fsynced before 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from pathlib import Path
@@ -57,3 +58,15 @@ def append(path: Path, data: bytes) -> None:
         os.fdatasync(fd)
     finally:
         os.close(fd)
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on `path` (created 0600): its fd, held until closed; None if another
+    process holds it. The kernel drops it when the holder dies, however it dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

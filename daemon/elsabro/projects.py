@@ -9,7 +9,6 @@ pick up events that hooks spooled while it was down.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import os
@@ -109,15 +108,12 @@ class Project:
 
 def _lock(path: Path) -> int:
     """An exclusive flock on the project's writer lock, or LogInUse: two writers would fork the log."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    fd = durable.try_lock(path)
+    if fd is None:
         raise LogInUse(
             f"another process writes the log of {path.parent.parent} "
             "(an embedded EventBus, or a daemon of another user session); it must close first"
-        ) from None
+        )
     return fd
 
 
