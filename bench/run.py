@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import bus_api
 import fanout
 import footprint
 import hook_cost
@@ -36,7 +37,7 @@ from common import REPO, Daemon, Figure, World
 from elsabro.daemon import package_version
 
 DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
-SECTIONS = ("hook", "ingest", "fanout", "scan", "footprint")
+SECTIONS = ("hook", "ingest", "fanout", "bus", "scan", "footprint")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Profile:
     hook_warmup: int
     ingest: ingest_rate.IngestPlan
     fanout: fanout.FanoutPlan
+    bus: bus_api.BusPlan
     scan_events: int
     scan_runs: int
     query_runs: int
@@ -61,6 +63,7 @@ QUICK = Profile(
     fanout=fanout.FanoutPlan(
         duration_s=0.5, warmup_s=0.2, runs=3, batch_deliveries=300, latency_duration_s=0.5
     ),
+    bus=bus_api.BusPlan(publishes=200, warmup=20, runs=3, delivery_events=1_000),
     scan_events=100_000,
     scan_runs=3,
     query_runs=5,
@@ -74,6 +77,7 @@ FULL = Profile(
     fanout=fanout.FanoutPlan(
         duration_s=2.0, warmup_s=0.5, runs=5, batch_deliveries=1000, latency_duration_s=2.0
     ),
+    bus=bus_api.BusPlan(publishes=1000, warmup=100, runs=5, delivery_events=10_000),
     scan_events=1_000_000,
     scan_runs=5,
     query_runs=9,
@@ -118,6 +122,8 @@ def measure_all(profile: Profile) -> tuple[list[Figure], list[str]]:
         )
         progress("CLI start-up")
         figures += footprint.cli_startup(world, profile.cli_runs)
+        progress("bus: the Python EventBus, client and embedded (publish latency, delivery rate)")
+        figures += bus_api.measure(world, daemon, profile.bus)
         progress(f"scan: writing {profile.scan_events:,} events, then scanning and querying")
         scan_figures, scan_notes = scan_replay.measure(
             world, profile.scan_events, profile.scan_runs, profile.query_runs

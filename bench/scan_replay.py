@@ -310,7 +310,7 @@ def generate(project: Path, count: int, sessions: int, segment_max_bytes: int, s
                 checked.add(kind)
                 if _dumps(json.loads(line)) != line:
                     raise RuntimeError(f"generated record differs from what the daemon writes: {line!r}")
-            chain = segments.line_hash(line)
+            chain = store.line_hash(line)
             out.write(index, line + b"\n")
     return GeneratedLog(
         events_dir,

@@ -44,6 +44,13 @@ FIGURES = [
     "webhook_1ep_latency_p50_ms",
     "webhook_10ep_latency_p50_ms",
     "webhook_100ep_latency_p50_ms",
+    # the Python EventBus
+    "bus_client_publish_p50_ms",
+    "bus_client_publish_p99_ms",
+    "bus_embedded_file_publish_p50_ms",
+    "bus_embedded_file_publish_p99_ms",
+    "bus_client_delivery_events_per_s",
+    "bus_embedded_delivery_events_per_s",
     # scan
     "scan_events_per_s",
     "session_query_ms",
