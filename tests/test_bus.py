@@ -217,6 +217,8 @@ def test_unsubscribe_stops_deliveries(open_bus: Any) -> None:
             await until(lambda: gone.payloads == [1], "the first event")
             assert await bus.unsubscribe(sub.id) is True
             assert await bus.unsubscribe(sub.id) is False
+            with pytest.raises(UsageError, match="has ended"):
+                await sub.ack("evt_anything")
             await bus.subscribe("a.b", marker)
             await bus.publish("a.b", 2)
             await until(lambda: marker.payloads == [2], "the other subscriber")

@@ -74,7 +74,10 @@ class Subscription:
         >>> await sub.ack(event)
         """
         event_id = event if isinstance(event, str) else event.id
-        await self._bus._backend.ack(self._bus._subscribers[self.id], event_id, ok)
+        subscriber = self._bus._subscribers.get(self.id)
+        if subscriber is None:
+            raise UsageError(f"subscription {self.id} has ended: nothing to acknowledge")
+        await self._bus._backend.ack(subscriber, event_id, ok)
 
     async def nack(self, event: StoredEvent | str) -> None:
         """Reject an event of an `ack="manual"` subscription: that attempt fails (and is retried).
