@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,8 +17,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from elsabro import EventBus, StoredEvent
-from support import DaemonProcess, World, wait_until
+from support import DaemonProcess, World, stop_any_daemon, wait_until
 from test_bus import run, until
 
 WORKER = Path(__file__).resolve().parent / "bus_worker.py"
@@ -115,3 +118,33 @@ def test_a_durable_subscription_survives_daemon_restarts(world: World, daemon: D
         assert all(killed_at - first_seen[n] <= 1.5 for n in twice), "only the last second comes again"
 
     run(scenario())
+
+
+def test_a_bus_starts_the_daemon_again_when_it_is_gone(
+    world: World, daemon: DaemonProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As any CLI command does: with the daemon killed, the next call and the subscription's
+    reconnect start one (in this world: the started daemon inherits its environment)."""
+    for key in set(os.environ) - set(world.env):
+        monkeypatch.delenv(key)
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    got: list[Any] = []
+
+    async def handle(event: StoredEvent) -> None:
+        got.append(event.payload)
+
+    async def scenario() -> None:
+        async with EventBus(world.project, settings=world.settings) as bus:
+            await bus.subscribe("job.run", handle, name="indexer", durable=True)
+            await bus.publish("job.run", 1)
+            await until(lambda: got == [1], "the first event")
+            await asyncio.to_thread(daemon.kill)
+            await bus.publish("job.run", 2)  # no daemon: this call starts one
+            await until(lambda: got[-1] == 2, "the subscription, reconnected to the new daemon")
+            assert set(got) == {1, 2}  # 1 may come again: it was handled just before the kill
+
+    try:
+        run(scenario())
+    finally:
+        stop_any_daemon(world.root)

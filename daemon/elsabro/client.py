@@ -196,7 +196,8 @@ def start_daemon(settings: Settings) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own session: nothing that waits on us waits on it
-        env=os.environ.copy(),
+        # The socket of these settings, which may not be the environment's (EventBus(settings=...)).
+        env={**os.environ, "ELSABRO_SOCKET": str(settings.socket_path)},
     )
     deadline = time.monotonic() + settings.start_timeout_s
     while time.monotonic() < deadline:
@@ -213,10 +214,32 @@ def start_daemon(settings: Settings) -> None:
     )
 
 
-def ensure_daemon(settings: Settings) -> None:
-    """Make sure a daemon answers, starting one if none does."""
-    if not is_running(settings):
+def ensure_daemon(settings: Settings, *, detached: bool = False) -> None:
+    """Make sure a daemon answers, starting one if none does.
+
+    `detached` is for a long-lived caller (the Python API): the daemon is started by a
+    short-lived `elsabro daemon start`, so it is not the caller's child, and neither a
+    running child nor a zombie of it is left with the caller.
+    """
+    if is_running(settings):
+        return
+    if not detached:
         start_daemon(settings)
+        return
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "elsabro", "daemon", "start"],
+            env={**os.environ, "ELSABRO_SOCKET": str(settings.socket_path)},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=settings.start_timeout_s + 10,
+        )
+    except subprocess.TimeoutExpired:
+        raise DaemonStartFailed(f"starting the daemon on {settings.socket_path} did not finish") from None
+    if result.returncode != 0:
+        reason = result.stderr.strip().splitlines()[-1:] or ["see its log"]
+        raise DaemonStartFailed(f"the daemon did not start: {reason[0]}")
 
 
 def lock_is_held(settings: Settings) -> bool:

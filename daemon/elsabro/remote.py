@@ -4,8 +4,9 @@ Publishing and queries are plain requests on kept-alive connections (httpx over 
 socket). Each subscription holds one streamed `POST /v1/subscribe` response (pushed.py)
 and answers every attempt the daemon pushes. When the daemon goes away (restart, crash)
 the stream ends and the subscription reconnects by itself, backing off from 50 ms to
-1 s: a durable subscription resumes from its saved cursor, any other one after the last
-event it was given. What may be delivered twice after a reconnect:
+1 s, and starts the daemon again if none answers, as any CLI command would (unless the
+bus was made with start_daemon=False). A durable subscription resumes from its saved
+cursor, any other one after the last event it was given. What may be delivered twice after a reconnect:
 
 - a durable subscription: the event in flight when the daemon stopped, plus, after a
   crash, the events handled in the second before it (cursors are checkpointed every
@@ -20,6 +21,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -47,10 +49,11 @@ class ClientBackend:
         self.start_daemon = start_daemon
         self._http: httpx.AsyncClient | None = None
         self._follows: dict[str, asyncio.Task[None]] = {}
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
         if self.start_daemon:
-            await asyncio.to_thread(ensure_daemon, self.settings)
+            await self._revive()
         self._http = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(self.settings.socket_path)),
             base_url="http://elsabro",
@@ -76,6 +79,15 @@ class ClientBackend:
         self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
     ) -> bytes:
         try:
+            return await self._request(method, path, body, params)
+        except DaemonNotRunning:
+            if not self.start_daemon:
+                raise
+            await self._revive()  # as the CLI does: a call that finds no daemon starts one
+            return await self._request(method, path, body, params)
+
+    async def _request(self, method: str, path: str, body: Any, params: dict[str, str] | None) -> bytes:
+        try:
             response = await self.http.request(method, path, json=body, params=params)
         except httpx.ConnectError:
             raise DaemonNotRunning(f"no elsabro daemon on {self.settings.socket_path}") from None
@@ -84,6 +96,11 @@ class ClientBackend:
         if response.status_code >= 300:
             raise error_from(response.status_code, response.content)
         return response.content
+
+    async def _revive(self) -> None:
+        """Start the daemon if none answers; one start at a time for all of this bus's tasks."""
+        async with self._starting:
+            await asyncio.to_thread(partial(ensure_daemon, self.settings, detached=True))
 
     async def append(self, events: list[PublishRequest]) -> list[dict[str, Any]]:
         wire = [event.model_dump(by_alias=True, exclude_none=True) for event in events]
@@ -150,6 +167,9 @@ class ClientBackend:
                     ready.set_exception(exc if isinstance(exc, ElsabroError) else DaemonError(str(exc)))
                     return
                 log.info("%s: reconnecting (%s)", subscriber.selection.name, exc)
+                if isinstance(exc, DaemonNotRunning) and self.start_daemon:
+                    with contextlib.suppress(DaemonError):  # it failed to start: try again later
+                        await self._revive()
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, RECONNECT_MAX_S)
 
