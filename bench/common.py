@@ -8,6 +8,7 @@ machine min and max mostly measure the neighbours.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import queue
@@ -297,3 +298,14 @@ class Worker:
         self._reader.join(timeout=timeout_s)
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+def report(result: dict[str, Any], json_path: Path | None, human: Callable[[dict[str, Any]], str]) -> int:
+    """A pass/fail run's result: JSON on stdout (and in `json_path`), the summary on stderr;
+    the exit code says whether it passed."""
+    text = json.dumps(result, indent=2)
+    if json_path:
+        json_path.write_text(text + "\n")
+    print(text)
+    print(human(result), file=sys.stderr)
+    return 0 if result["passed"] else 1

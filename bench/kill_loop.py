@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import Daemon, Worker, World, wait_until
+from common import Daemon, Worker, World, report, wait_until
 from elsabro.audit import verify
 from elsabro.client import Client
 from elsabro.dispatch import CHECKPOINT_S
@@ -563,12 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         progress=progress,
     )
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-    print(text)
-    print(human(result), file=sys.stderr)
-    return 0 if result["passed"] else 1
+    return report(result, args.json, human)
 
 
 if __name__ == "__main__":

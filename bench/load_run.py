@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import Daemon, Worker, World
+from common import Daemon, Worker, World, report
 from elsabro.audit import verify
 from elsabro.client import Client
 from elsabro.errors import ElsabroError
@@ -703,12 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[load_run {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     result = run(plan, progress)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-    print(text)
-    print(human(result), file=sys.stderr)
-    return 0 if result["passed"] else 1
+    return report(result, args.json, human)
 
 
 if __name__ == "__main__":

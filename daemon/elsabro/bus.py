@@ -109,10 +109,11 @@ class EventBus:
         from .remote import ClientBackend
 
         directory = Path(project).absolute() if project is not None else default_project()
-        self.project: Path | None = directory
-        self._backend: ClientBackend | EmbeddedBackend = ClientBackend(
-            settings or Settings.from_env(), str(directory), start_daemon
-        )
+        self._attach(ClientBackend(settings or Settings.from_env(), str(directory), start_daemon), directory)
+
+    def _attach(self, backend: ClientBackend | EmbeddedBackend, project: Path | None) -> None:
+        self.project = project
+        self._backend = backend
         self._subscribers: dict[str, Subscriber] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._started = False
@@ -133,11 +134,8 @@ class EventBus:
         from .embedded import EmbeddedBackend
 
         bus = cls.__new__(cls)
-        bus.project = Path(path).absolute() if path is not None else None
-        bus._backend = EmbeddedBackend(store, bus.project, settings or Settings.from_env())
-        bus._subscribers = {}
-        bus._subscriptions = {}
-        bus._started = False
+        directory = Path(path).absolute() if path is not None else None
+        bus._attach(EmbeddedBackend(store, directory, settings or Settings.from_env()), directory)
         return bus
 
     @property
@@ -337,8 +335,9 @@ class EventBus:
         >>> await bus.replay("tool.#", since="2h", handler=reindex)
         """
         events = await self.history(topic=topic, since=since, until=until)
-        for event in events if handler is not None else []:
-            await call_handler(handler, event)  # type: ignore[arg-type]  # not None here
+        if handler is not None:
+            for event in events:
+                await call_handler(handler, event)
         return events
 
     async def history(

@@ -173,11 +173,14 @@ def _lines(response: _Response) -> Iterator[bytes]:
 
 def error_from(status: int, data: bytes) -> ElsabroError:
     try:
-        error = json.loads(data)["error"]
-        cls = BY_CODE.get(error["code"], ElsabroError)
-        return cls(error["message"])
+        return error_of(json.loads(data)["error"])
     except (ValueError, KeyError, TypeError):
         return DaemonError(f"the daemon answered {status}: {data[:200]!r}")
+
+
+def error_of(error: dict[str, str]) -> ElsabroError:
+    """The daemon's {"code", "message"} as the same exception class it was raised as."""
+    return BY_CODE.get(error["code"], ElsabroError)(error["message"])
 
 
 def is_running(settings: Settings) -> bool:

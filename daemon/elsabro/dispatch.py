@@ -61,8 +61,8 @@ class Consumer:
         self._in_flight: set[int] = set()
         self._freed = asyncio.Event()
         self._next_member = 0
-        self._deliveries: dict[Member, asyncio.Task[None]] = {}
-        self._records: dict[Member, dict[str, Any]] = {}  # what each member has in flight
+        # Each member's delivery task and the record it is delivering (handed back if it leaves).
+        self._in_hand: dict[Member, tuple[asyncio.Task[None], dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
 
@@ -83,10 +83,10 @@ class Consumer:
         """Take a member out; an event it had in flight goes to another member (when one joins).
         Returns its cancelled delivery, if it had one."""
         self.members.remove(member)
-        delivery = self._deliveries.pop(member, None)
-        record = self._records.pop(member, None)
-        if delivery is None or member.in_flight is None or record is None:
+        in_hand = self._in_hand.pop(member, None)
+        if in_hand is None or member.in_flight is None:
             return None
+        delivery, record = in_hand
         delivery.cancel()
         self._spawn(self._dispatch(member.in_flight, record))
         return delivery
@@ -104,8 +104,7 @@ class Consumer:
     async def _dispatch(self, sequence: int, record: dict[str, Any]) -> None:
         member = await self._free_member(record)
         member.in_flight, member.in_flight_since = sequence, time.monotonic()
-        self._records[member] = record
-        self._deliveries[member] = self._spawn(self._deliver(member, sequence, record))
+        self._in_hand[member] = (self._spawn(self._deliver(member, sequence, record)), record)
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -147,8 +146,7 @@ class Consumer:
             member.last_error = f"internal error: {exc}"
             return
         member.in_flight = None
-        self._deliveries.pop(member, None)
-        self._records.pop(member, None)
+        self._in_hand.pop(member, None)
         self._handled(sequence)
         self._freed.set()
 
@@ -170,15 +168,19 @@ class Dispatcher:
         for key in [k for k in self.consumers if not k.startswith(API_PREFIX)]:
             if [m.spec for m in self.consumers[key].members] != [m.spec for m in groups.get(key, [])]:
                 self._spawn_stop(self.consumers.pop(key))
-        fresh = [self._start(key, members) for key, members in groups.items() if key not in self.consumers]
+        saved = _read_cursors(self.project.path)
+        fresh = [
+            self._start(key, members, saved) for key, members in groups.items() if key not in self.consumers
+        ]
         self._save_fresh([key for key in fresh if key])
         if self._checkpointer is None:
             self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
 
-    def _start(self, key: str, members: list[Member], after: int | None = None) -> str | None:
-        """Start a consumer where it left off (durable), after `after`, or at the head.
-        Returns the key if it is durable and has no saved cursor yet."""
-        saved = _read_cursors(self.project.path)
+    def _start(
+        self, key: str, members: list[Member], saved: dict[str, int], after: int | None = None
+    ) -> str | None:
+        """Start a consumer where it left off (durable, from `saved`), after `after`, or at the
+        head. Returns the key if it is durable and has no saved cursor yet."""
         head = self.project.log.committed_sequence
         durable = any(m.durable for m in members)
         cursor = saved.get(key, head) if durable else head if after is None else after
@@ -218,7 +220,8 @@ class Dispatcher:
             consumer.add(member)
             consumer.durable = consumer.durable or member.durable
         else:
-            self._save_fresh([k for k in [self._start(key, [member], after)] if k])
+            fresh = self._start(key, [member], _read_cursors(self.project.path), after)
+            self._save_fresh([fresh] if fresh else [])
             consumer = self.consumers[key]
         if self._checkpointer is None:
             self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())

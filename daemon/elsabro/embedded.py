@@ -68,9 +68,10 @@ class EmbeddedBackend:
         return self._project
 
     async def start(self) -> None:
-        if self.path is None:
-            self._temporary = Path(tempfile.mkdtemp(prefix="elsabro-bus-"))
-        directory = (self.path or self._temporary or Path()).resolve()
+        directory = self.path
+        if directory is None:
+            directory = self._temporary = Path(tempfile.mkdtemp(prefix="elsabro-bus-"))
+        directory = directory.resolve()
         if not directory.is_dir():
             raise UsageError(f"not a directory: {directory}")
         project = Project(directory, self.settings, None)

@@ -26,8 +26,8 @@ from typing import Any
 
 import httpx
 
-from .client import PROJECT_HEADER, ensure_daemon, error_from
-from .errors import BY_CODE, DaemonError, DaemonNotRunning, ElsabroError, HandlerError, NotFound
+from .client import PROJECT_HEADER, ensure_daemon, error_from, error_of
+from .errors import DaemonError, DaemonNotRunning, ElsabroError, HandlerError, NotFound
 from .model import PublishRequest
 from .query import Query
 from .settings import Settings
@@ -185,8 +185,7 @@ class ClientBackend:
                         continue
                     message = json.loads(line)
                     if "error" in message:
-                        error = message["error"]
-                        raise BY_CODE.get(error["code"], ElsabroError)(error["message"])
+                        raise error_of(message["error"])
                     yield message
         except httpx.ConnectError:
             raise DaemonNotRunning(f"no elsabro daemon on {self.settings.socket_path}") from None
