@@ -1,12 +1,13 @@
 """The EventBus as a client of the daemon: requests and pushed attempts over the socket.
 
-Publishing and queries are plain requests on kept-alive connections (httpx over the Unix
-socket). Each subscription holds one streamed `POST /v1/subscribe` response (pushed.py)
-and answers every attempt the daemon pushes. When the daemon goes away (restart, crash)
-the stream ends and the subscription reconnects by itself, backing off from 50 ms to
-1 s, and starts the daemon again if none answers, as any CLI command would (unless the
-bus was made with start_daemon=False). A durable subscription resumes from its saved
-cursor, any other one after the last event it was given. What may be delivered twice after a reconnect:
+Publishing and queries are plain requests (httpx over the Unix socket). Each
+subscription holds one streamed `POST /v1/subscribe` response (pushed.py) and answers
+every attempt the daemon pushes. When the daemon goes away (restart, crash) the stream
+ends and the subscription reconnects by itself, backing off from 50 ms to 1 s, and
+starts the daemon again if none answers, as any CLI command would (unless the bus was
+made with start_daemon=False). A durable subscription resumes from its saved cursor,
+any other one after the last event it was given. What may be delivered twice after a
+reconnect:
 
 - a durable subscription: the event in flight when the daemon stopped, plus, after a
   crash, the events handled in the second before it (cursors are checkpointed every
@@ -59,7 +60,11 @@ class ClientBackend:
             base_url="http://elsabro",
             headers={PROJECT_HEADER: self.project},
             timeout=REQUEST_TIMEOUT_S,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=8),
+            # A fresh connection per request (free on a Unix socket: 1.51 ms against 1.54 ms per
+            # publish). A daemon gone between two requests is then a refused connect, safe to
+            # retry after starting it; a kept-alive connection would fail mid-request instead,
+            # where a retry could store an event twice.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
         )
 
     @property
@@ -92,7 +97,7 @@ class ClientBackend:
         except httpx.ConnectError:
             raise DaemonNotRunning(f"no elsabro daemon on {self.settings.socket_path}") from None
         except httpx.TransportError as exc:
-            raise DaemonError(f"talking to the daemon failed: {exc}") from None
+            raise DaemonError(f"talking to the daemon failed: {exc!r}") from None
         if response.status_code >= 300:
             raise error_from(response.status_code, response.content)
         return response.content
