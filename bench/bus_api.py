@@ -1,4 +1,4 @@
-"""The Python EventBus (daemon/elsabro/bus.py) in its two modes: publish latency, delivery rate.
+"""The Python EventBus (daemon/elsabro/bus/api.py) in its two modes: publish latency, delivery rate.
 
 Client mode talks to the bench's daemon over its socket, with start_daemon=False: a bus
 that started a daemon of its own would measure the wrong one. Embedded modes run the log

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from elsabro.client import Client, is_running
-from elsabro.settings import Settings
+from elsabro.core.settings import Settings
+from elsabro.daemon.client import Client, is_running
 
 REPO = Path(__file__).resolve().parents[1]
 HOOK = REPO / "hooks" / "elsabro-hook.sh"

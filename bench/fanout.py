@@ -1,7 +1,7 @@
 """Fan-out: how soon a handler sees a published event, and how fast webhooks go out.
 
 Subscriptions and webhook endpoints are consumers that read the log in order, one event
-in flight each (daemon/elsabro/dispatch.py). These figures run in a world of their own,
+in flight each (daemon/elsabro/delivery/dispatch.py). These figures run in a world of their own,
 with a daemon of their own and one project per configuration; each project's config is
 written before the first request names it, so the daemon applies it as it opens it.
 

@@ -57,12 +57,12 @@ from pathlib import Path
 from typing import Any
 
 from common import Daemon, Worker, World, report, wait_until
-from elsabro.audit import verify
-from elsabro.client import Client
-from elsabro.dispatch import CHECKPOINT_S
-from elsabro.errors import Busy, DaemonError, ElsabroError
-from elsabro.segments import list_segments
-from elsabro.settings import Settings
+from elsabro.core.errors import Busy, DaemonError, ElsabroError
+from elsabro.core.settings import Settings
+from elsabro.daemon.client import Client
+from elsabro.delivery.dispatch import CHECKPOINT_S
+from elsabro.store.audit import verify
+from elsabro.store.segments import list_segments
 
 PUBLISHERS = 3
 THREADS = 2

@@ -68,11 +68,11 @@ from pathlib import Path
 from typing import Any
 
 from common import Daemon, Worker, World, report
-from elsabro.audit import verify
-from elsabro.client import Client
-from elsabro.errors import ElsabroError
-from elsabro.segments import list_segments
-from elsabro.settings import Settings
+from elsabro.core.errors import ElsabroError
+from elsabro.core.settings import Settings
+from elsabro.daemon.client import Client
+from elsabro.store.audit import verify
+from elsabro.store.segments import list_segments
 
 ENDPOINTS = 3
 PUBLISHERS = 4

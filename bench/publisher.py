@@ -21,8 +21,8 @@ import threading
 import time
 from typing import Any
 
-from elsabro.client import Client
-from elsabro.settings import Settings
+from elsabro.core.settings import Settings
+from elsabro.daemon.client import Client
 
 # Padding that makes a stored record about 500 bytes, like the scan benchmark's events.
 PAYLOAD_TEXT = "x" * 240

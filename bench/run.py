@@ -34,7 +34,7 @@ import ingest_rate
 import report
 import scan_replay
 from common import REPO, Daemon, Figure, World
-from elsabro.daemon import package_version
+from elsabro.daemon.process import package_version
 
 DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
 SECTIONS = ("hook", "ingest", "fanout", "bus", "scan", "footprint")

@@ -2,18 +2,18 @@
 
 Generating a million events through the daemon would take minutes of the run and
 measure ingest again; instead the segments are written directly, byte for byte in the
-format the daemon writes (daemon/elsabro/log.py `_write_group`): the same key order
+format the daemon writes (daemon/elsabro/store/log.py `_write_group`): the same key order
 and separators, a gapless sequence, the prevHash chain, 16 MiB segments. The daemon
 recovers the log when it opens the project, and the benchmark then appends one event
 through it and checks that it continues the chain: a format slip fails the run.
 
-The events are what the hook stores (daemon/elsabro/ingest.py): source `claude-code`,
+The events are what the hook stores (daemon/elsabro/ingest/hooks.py): source `claude-code`,
 the session id as correlationId, SessionStart/SessionEnd, prompts, and tool calls whose
 start and finish share a `tool_use_id` (the finish carries `duration_ms` and is caused
 by its start), so the views (`elsabro sessions`) have real rows to fold. Sessions run a
 few at a time, their events interleaved, one after another through the log, as they do
 in a project: a session's events sit in one or two segments, which is what the
-per-segment index (daemon/elsabro/index.py) is for.
+per-segment index (daemon/elsabro/store/index.py) is for.
 
     .venv/bin/python bench/scan_replay.py [--quick]     this section alone, in its own world
 """
@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from common import Figure, Target, World, timed_run, wait_until
-from elsabro import segments, store
-from elsabro.query import Query
+from elsabro.store import base as store
+from elsabro.store import segments
+from elsabro.store.query import Query
 
 SECTION = "scan"
 

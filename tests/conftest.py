@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from receiver import Receiver, serve_receiver
 from support import DaemonProcess, World, stop_any_daemon
 
 
@@ -40,3 +41,10 @@ def world() -> Iterator[World]:
 @pytest.fixture
 def daemon(world: World) -> DaemonProcess:
     return DaemonProcess(world).start()  # the world stops it
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP receiver on 127.0.0.1 (webhook tests)."""
+    with serve_receiver() as state:
+        yield state

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from elsabro.client import Client, is_running
-from elsabro.settings import Settings
+from elsabro.core.settings import Settings
+from elsabro.daemon.client import Client, is_running
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -140,3 +143,48 @@ class DaemonProcess:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+
+# -- shared by several test modules ---------------------------------------------------
+
+HOOK = REPO / "hooks" / "elsabro-hook.sh"
+DEADLINE_S = 20.0
+
+
+def payload(name: str = "PostToolUse") -> dict[str, Any]:
+    fixture = FIXTURES / "claude-code-2.1.197" / f"{name}.json"
+    stdin: dict[str, Any] = json.loads(fixture.read_text())["stdin"]
+    return stdin
+
+
+def run_hook(world: World, body: dict[str, Any] | bytes, **env: str) -> subprocess.CompletedProcess[bytes]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    full_env = {**world.env, "CLAUDE_PROJECT_DIR": str(world.project), "ELSABRO_BIN": "/bin/false", **env}
+    return subprocess.run(["/bin/sh", str(HOOK)], input=data, env=full_env, capture_output=True, timeout=30)
+
+
+def configure(world: World, config: dict[str, Any]) -> None:
+    (world.project / ".elsabro").mkdir(exist_ok=True)
+    (world.project / ".elsabro" / "config.json").write_text(json.dumps(config))
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, 60)
+
+    return asyncio.run(bounded())
+
+
+async def until(predicate: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S) -> Any:
+    """Poll `predicate` (plain or async) until it is truthy, or fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.005)

@@ -18,8 +18,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .bus import EventBus, SubscribeOptions, Subscription
-    from .errors import (
+    from elsabro.bus.api import EventBus, SubscribeOptions, Subscription
+    from elsabro.core.errors import (
         BadRequest,
         DaemonNotRunning,
         ElsabroError,
@@ -28,26 +28,26 @@ if TYPE_CHECKING:
         LogInUse,
         UsageError,
     )
-    from .model import Event, StoredEvent
-    from .settings import Settings
+    from elsabro.core.model import Event, StoredEvent
+    from elsabro.core.settings import Settings
 
 __version__ = "0.1.0"
 
 # Where each public name lives.
 _HOMES = {
-    "EventBus": "bus",
-    "Subscription": "bus",
-    "SubscribeOptions": "bus",
-    "Event": "model",
-    "StoredEvent": "model",
-    "Settings": "settings",
-    "ElsabroError": "errors",
-    "UsageError": "errors",
-    "BadRequest": "errors",
-    "HandlerError": "errors",
-    "EventTimeout": "errors",
-    "DaemonNotRunning": "errors",
-    "LogInUse": "errors",
+    "EventBus": "bus.api",
+    "Subscription": "bus.api",
+    "SubscribeOptions": "bus.api",
+    "Event": "core.model",
+    "StoredEvent": "core.model",
+    "Settings": "core.settings",
+    "ElsabroError": "core.errors",
+    "UsageError": "core.errors",
+    "BadRequest": "core.errors",
+    "HandlerError": "core.errors",
+    "EventTimeout": "core.errors",
+    "DaemonNotRunning": "core.errors",
+    "LogInUse": "core.errors",
 }
 
 __all__ = [

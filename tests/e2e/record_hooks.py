@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from elsabro.ingest import TOPICS
+from elsabro.ingest.hooks import TOPICS
 from run_claude import ScenarioRun, clean_env, ensure_claude, run_scenario
 from scenario import EXPECTED_HOOKS
 

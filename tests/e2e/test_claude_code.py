@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from elsabro.ingest import TOPICS
+from elsabro.ingest.hooks import TOPICS
 from run_claude import ensure_claude, run_scenario
 from scenario import EXPECTED_HOOKS, FINAL_TEXT, ID
 from support import REPO, DaemonProcess, World, wait_until

@@ -1,0 +1,370 @@
+"""The daemon's routes: each request is parsed here and handed to the piece that does it.
+
+    GET  /v1/status              pid, socket, uptime, projects served
+    POST /v1/shutdown            graceful stop
+    POST /v1/publish             one event            -> its stored record
+    POST /v1/publish/batch       {"events": [...]}    -> {"events": [stored...]}, all or nothing
+    POST /v1/hook                a raw Claude Code hook payload -> {}
+    POST /v1/cleanup             apply the retention policy now -> {"removed": {...} | null}
+    POST /v1/replay              {topic, since, until, correlation, target} -> progress as JSON Lines
+    POST /v1/subscribe           a subscriber of the Python API: attempts pushed as JSON Lines
+    POST /v1/subscriptions/answer   {subscription, eventId, ok, error}: a pushed attempt's outcome
+    POST /v1/unsubscribe         {subscription}: that subscriber leaves now
+    GET  /v1/views/sessions|tasks|agents|stats   a projection's rows -> {"rows": [...]}
+    GET  /v1/views/session?id=   one session's timeline -> {"rows": [...]}
+    GET  /v1/events?topic=&since=&until=&correlation=&id=&causedBy=&after=&limit=[&follow=1]
+                                 stored records as JSON Lines, oldest first; `follow`
+                                 keeps the response open and streams new ones
+
+Every project-scoped request names its project in the `Elsabro-Project` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from itertools import islice
+from typing import Any
+
+from pydantic import ValidationError
+
+from elsabro.config.schema import one_line
+from elsabro.core.errors import BadRequest, Busy, HandlerError, LogInUse, NotFound, StoreError
+from elsabro.core.model import PublishRequest, new_event_id, now_iso
+from elsabro.daemon.http import Request, Response
+from elsabro.delivery import pushed, webhooks
+from elsabro.delivery import replay as replay_mod
+from elsabro.delivery.deadletters import DeadLetters
+from elsabro.ingest import spool
+from elsabro.projects.project import Project, Projects, check_project_dir
+from elsabro.store.query import Query, parse_time
+from elsabro.views.projections import PROJECTIONS
+from elsabro.views.snapshots import rebuild, view
+from elsabro.views.timeline import session_timeline
+
+PROJECT_HEADER = "elsabro-project"
+MAX_BATCH_EVENTS = 10_000
+NDJSON = "application/x-ndjson"
+
+Handler = Callable[["Server", Request], Awaitable[Response]]
+
+
+def parse_publish(value: Any) -> PublishRequest:
+    if not isinstance(value, dict):
+        raise BadRequest("an event must be a JSON object with at least a topic")
+    try:
+        return PublishRequest.model_validate(value)
+    except ValidationError as exc:
+        raise BadRequest(one_line(exc)) from None
+
+
+class Server:
+    """Routes requests to the daemon's pieces."""
+
+    def __init__(
+        self, projects: Projects, status: Callable[[], dict[str, Any]], request_stop: Callable[[], None]
+    ) -> None:
+        # The daemon's own state comes in as callbacks: the routes never import the process.
+        self.projects = projects
+        self._status = status
+        self._request_stop = request_stop
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("GET", "/v1/status"): Server.status,
+            ("POST", "/v1/shutdown"): Server.shutdown,
+            ("POST", "/v1/publish"): Server.publish,
+            ("POST", "/v1/publish/batch"): Server.publish_batch,
+            ("GET", "/v1/events"): Server.events,
+            ("POST", "/v1/hook"): Server.hook,
+            ("GET", "/v1/subscriptions"): Server.subscriptions,
+            ("POST", "/v1/subscriptions/test"): Server.test_subscription,
+            ("POST", "/v1/ack"): Server.ack,
+            ("POST", "/v1/subscribe"): Server.subscribe,
+            ("POST", "/v1/subscriptions/answer"): Server.answer,
+            ("POST", "/v1/unsubscribe"): Server.unsubscribe,
+            ("GET", "/v1/deadletters"): Server.dead_letters,
+            ("POST", "/v1/deadletters/retry"): Server.retry_dead_letters,
+            ("POST", "/v1/deadletters/purge"): Server.purge_dead_letters,
+            ("POST", "/v1/webhooks/resend"): Server.resend_webhooks,
+            ("POST", "/v1/cleanup"): Server.cleanup,
+            ("POST", "/v1/replay"): Server.replay,
+            ("GET", "/v1/views/session"): Server.session_view,
+            **{("GET", f"/v1/views/{name}"): Server.view for name in PROJECTIONS},
+        }
+
+    async def __call__(self, request: Request) -> Response:
+        handler = self.routes.get((request.method, request.path))
+        if handler is None:
+            raise NotFound(f"no route {request.method} {request.path}")
+        return await handler(self, request)
+
+    async def project(self, request: Request) -> Project:
+        return await self.projects.get(request.headers.get(PROJECT_HEADER))
+
+    async def status(self, request: Request) -> Response:
+        return Response.json(self._status())
+
+    async def shutdown(self, request: Request) -> Response:
+        self._request_stop()
+        return Response.json({"stopping": True})
+
+    async def publish(self, request: Request) -> Response:
+        spec = parse_publish(request.json())
+        project = await self.project(request)
+        [stored] = await project.log.append([spec.to_event()])
+        return Response.json(stored)
+
+    async def publish_batch(self, request: Request) -> Response:
+        body = request.json()
+        items = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise BadRequest('a batch is {"events": [...]} with at least one event')
+        if len(items) > MAX_BATCH_EVENTS:
+            raise BadRequest(f"a batch holds at most {MAX_BATCH_EVENTS} events, not {len(items)}")
+        specs = []
+        for index, item in enumerate(items):
+            try:
+                specs.append(parse_publish(item))
+            except BadRequest as exc:
+                raise BadRequest(f"events[{index}]: {exc}") from None
+        project = await self.project(request)
+        stored = await project.log.append([spec.to_event() for spec in specs])
+        return Response.json({"events": stored})
+
+    async def hook(self, request: Request) -> Response:
+        """A Claude Code hook payload, as the forwarder sends it: stored before the answer.
+
+        The forwarder has given its payload away once the request is here, so the daemon
+        owns the event: one it cannot store now is spooled (and drained later), and one
+        that is not a hook payload is kept in `spool/rejected/`. Nothing is dropped.
+        """
+        try:
+            project = await self.project(request)
+        except LogInUse as exc:  # an embedded bus writes the log now: its spool waits for us
+            raw = request.headers.get(PROJECT_HEADER)
+            await asyncio.to_thread(spool.write, check_project_dir(raw), request.body)
+            return Response.json({"spooled": str(exc)}, 202)
+        try:
+            payload = request.json()
+            await project.ingest.session_started(payload)
+            events = project.ingest.events(payload)
+        except BadRequest as exc:
+            await asyncio.to_thread(spool.write, project.path, request.body, rejected=str(exc))
+            raise
+        try:
+            await project.log.append(events)
+        except (Busy, StoreError) as exc:
+            await asyncio.to_thread(spool.write, project.path, request.body)
+            return Response.json({"spooled": str(exc)}, 202)
+        return Response.json({})
+
+    async def events(self, request: Request) -> Response:
+        query = Query.from_params(request.params)
+        project = await self.project(request)
+        if request.params.get("follow") in ("1", "true"):
+            return Response(content_type=NDJSON, stream=follow(project, query))
+        upto = project.log.committed_sequence
+        if query.limit is not None or query.event_id is not None:  # a few records: one body
+            lines = await asyncio.to_thread(project.log.select, query, upto)
+            return Response(body=b"".join(line + b"\n" for line in lines), content_type=NDJSON)
+        # Possibly the whole log: streamed, never held in memory at once.
+        return Response(content_type=NDJSON, stream=_in_thread(project.log.matching(query, upto)))
+
+    async def subscriptions(self, request: Request) -> Response:
+        project = await self.project(request)
+        return Response.json({"subscriptions": project.dispatcher.status()})
+
+    async def test_subscription(self, request: Request) -> Response:
+        """Run one subscription's handler once on a given event; cursors stay as they are."""
+        body = _object(request)
+        project = await self.project(request)
+        member = project.dispatcher.member(str(body.get("name")))
+        record = body.get("event")
+        if not isinstance(record, dict) or not isinstance(record.get("topic"), str):
+            raise BadRequest("event must be an event object with at least a topic")
+        record = {"id": new_event_id(), "timestamp": now_iso(), **record}
+        try:
+            await member.attempt(project, record, 1)
+        except HandlerError as exc:
+            return Response.json({"ok": False, "error": str(exc), "detail": exc.detail})
+        return Response.json({"ok": True})
+
+    async def ack(self, request: Request) -> Response:
+        body = _object(request)
+        project = await self.project(request)
+        project.dispatcher.ack(
+            str(body.get("subscription")), str(body.get("eventId")), bool(body.get("ok", True))
+        )
+        return Response.json({})
+
+    async def subscribe(self, request: Request) -> Response:
+        """A connected subscriber (delivery/pushed.py): the response streams its attempts until it ends."""
+        selection, after = pushed.parse_subscribe(request.json())
+        project = await self.project(request)
+        member = pushed.PushMember(selection)
+        return Response(content_type=NDJSON, stream=pushed.pushes(project.dispatcher, member, after))
+
+    async def answer(self, request: Request) -> Response:
+        project = await self.project(request)
+        pushed.answer(project.dispatcher, _object(request))
+        return Response.json({})
+
+    async def unsubscribe(self, request: Request) -> Response:
+        project = await self.project(request)
+        await pushed.unsubscribe(project.dispatcher, _object(request))
+        return Response.json({})
+
+    async def dead_letters(self, request: Request) -> Response:
+        project = await self.project(request)
+        since = parse_time(request.params["since"]) if request.params.get("since") else None
+        letters = DeadLetters(project.path)
+        if request.params.get("id"):
+            return Response.json(await asyncio.to_thread(letters.get, request.params["id"]))
+        found = await asyncio.to_thread(letters.entries, request.params.get("subscription") or None, since)
+        return Response.json({"deadLetters": found})
+
+    async def retry_dead_letters(self, request: Request) -> Response:
+        """Each selected entry goes once more through its subscription; it leaves only on success."""
+        project, chosen = await self._chosen_letters(request)
+        letters = DeadLetters(project.path)
+        done, failed = [], []
+        for entry in chosen:
+            try:
+                member = project.dispatcher.member(entry["subscriber"])
+                await member.attempt(project, entry["originalEvent"], entry["retryCount"] + 2)
+            except (HandlerError, NotFound) as exc:
+                await asyncio.to_thread(letters.update, entry["id"], retryCount=entry["retryCount"] + 1)
+                failed.append({"id": entry["id"], "error": str(exc)})
+            else:
+                done.append(entry["id"])
+        await asyncio.to_thread(letters.remove, set(done))
+        return Response.json({"succeeded": done, "failed": failed})
+
+    async def purge_dead_letters(self, request: Request) -> Response:
+        project, chosen = await self._chosen_letters(request)
+        removed = await asyncio.to_thread(DeadLetters(project.path).remove, {e["id"] for e in chosen})
+        return Response.json({"purged": removed})
+
+    async def _chosen_letters(self, request: Request) -> tuple[Project, list[dict[str, Any]]]:
+        """The dead letters a retry or purge names: ids, a subscription, or all."""
+        body = _object(request)
+        project = await self.project(request)
+        entries = await asyncio.to_thread(DeadLetters(project.path).entries, body.get("subscription"))
+        if body.get("ids"):
+            wanted = set(body["ids"])
+            missing = wanted - {e["id"] for e in entries}
+            if missing:
+                raise NotFound(f"no dead letter {sorted(missing)[0]}")
+            return project, [e for e in entries if e["id"] in wanted]
+        if body.get("all") or body.get("subscription"):
+            return project, entries
+        raise BadRequest("name dead letters by ids, a subscription, or all")
+
+    async def resend_webhooks(self, request: Request) -> Response:
+        """`webhooks retry` ({"deliveryId"}); `webhooks redeliver` ({"endpoint", "since"}: failed ones)."""
+        body = _object(request)
+        project = await self.project(request)
+        if body.get("deliveryId"):
+            rows = [
+                r
+                for r in await asyncio.to_thread(webhooks.deliveries, project.path)
+                if r["deliveryId"] == body["deliveryId"]
+            ]
+            if not rows:
+                raise NotFound(f"no delivery {body['deliveryId']}")
+        elif body.get("endpoint"):
+            since = parse_time(str(body["since"])) if body.get("since") else None
+            rows = await asyncio.to_thread(
+                webhooks.deliveries, project.path, str(body["endpoint"]), "failed", since
+            )
+        else:
+            raise BadRequest("name a deliveryId, or an endpoint (and since)")
+        return Response.json({"results": await webhooks.resend(project, rows)})
+
+    async def cleanup(self, request: Request) -> Response:
+        """Apply the project's retention policy now."""
+        project = await self.project(request)
+        policy = project.config.events.store.retention
+        if policy.max_events is None and policy.max_age is None:
+            raise BadRequest("no retention policy: set events.store.retention.maxEvents or maxAge")
+        removal = await project.apply_retention()
+        return Response.json({"removed": removal.to_json() if removal else None})
+
+    async def replay(self, request: Request) -> Response:
+        """Past events through a handler again; progress streamed as JSON lines, the summary last."""
+        body = _object(request)
+        target = body.pop("target", None)
+        if not isinstance(target, dict):
+            raise BadRequest('name a target: {"subscription": NAME} | {"exec": [...]} | {"webhook": ID}')
+        query = Query.from_params({key: str(value) for key, value in body.items() if value is not None})
+        project = await self.project(request)
+        member = replay_mod.target_member(project, target)
+        lines = project.log.matching(query, project.log.committed_sequence)
+
+        async def progress() -> AsyncIterator[bytes]:
+            async for step in replay_mod.run(project, query, member, lines):
+                yield json.dumps(step.to_json()).encode() + b"\n"
+
+        return Response(content_type=NDJSON, stream=progress())
+
+    async def view(self, request: Request) -> Response:
+        """A projection's rows, resumed from its snapshot (`elsabro sessions|tasks|agents|stats`)."""
+        name = request.path.rsplit("/", 1)[1]
+        project = await self.project(request)
+        snapshots = project.config.events.store.snapshots
+        read = project.log.read
+        if snapshots.enabled:
+            where = project.path / ".elsabro" / "views"
+            rows = await asyncio.to_thread(view, name, read, where, snapshots.frequency)
+        else:
+            rows = await asyncio.to_thread(lambda: rebuild(name, (line for _, line in read())))
+        return Response.json({"rows": rows})
+
+    async def session_view(self, request: Request) -> Response:
+        """The timeline of one session (`elsabro session ID`), from its events alone."""
+        session_id = request.params.get("id")
+        if not session_id:
+            raise BadRequest("name the session: ?id=SESSION_ID")
+        project = await self.project(request)
+        query = Query(correlation_id=session_id)
+        upto = project.log.committed_sequence
+        records = await asyncio.to_thread(
+            lambda: [json.loads(line) for line in project.log.matching(query, upto)]
+        )
+        if not records:
+            raise NotFound(f"no events of session {session_id}")
+        return Response.json({"rows": session_timeline(records)})
+
+
+def _object(request: Request) -> dict[str, Any]:
+    body = request.json()
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+async def _in_thread(lines: Iterator[bytes], batch: int = 2_000) -> AsyncIterator[bytes]:
+    """Chunks of a blocking iterator's lines, each batch read in a worker thread."""
+
+    def take() -> list[bytes]:
+        return list(islice(lines, batch))
+
+    while chunk := await asyncio.to_thread(take):
+        yield b"".join(line + b"\n" for line in chunk)
+
+
+async def follow(project: Project, query: Query) -> AsyncIterator[bytes]:
+    """The matching backlog, then every new matching record as it is committed."""
+    log = project.log
+    last = log.committed_sequence
+    for line in await asyncio.to_thread(log.select, query, last):
+        yield line + b"\n"
+    live = replace(query, limit=None)
+    while True:
+        await log.wait_beyond(last)
+        upto = log.committed_sequence
+        lines = await asyncio.to_thread(log.select, replace(live, after_sequence=last), upto)
+        last = upto
+        if lines:
+            yield b"".join(line + b"\n" for line in lines)

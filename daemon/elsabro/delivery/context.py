@@ -1,0 +1,44 @@
+"""What delivery needs of an open project, as an interface: projects.Project provides it.
+
+Delivery sits below the project that wires it up, so it names only these four things:
+where the project is, its log (to read from and to publish derived events to), its
+current config, and the HTTP client its webhooks share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from elsabro.config.schema import ProjectConfig
+from elsabro.store.log import ProjectLog
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class ProjectContext(Protocol):
+    path: Path
+    log: ProjectLog
+    config: ProjectConfig
+    clients: Clients
+
+
+class Clients:
+    """One httpx client per project (connection reuse), made on first use: httpx is imported
+    only by a daemon that delivers webhooks."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

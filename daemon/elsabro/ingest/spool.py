@@ -1,0 +1,234 @@
+"""The hook's spool: events the hook wrote to disk while the daemon was unreachable.
+
+The hook writes `<project>/.elsabro/spool/<nanoseconds, 19 digits>-<pid>.json` (to a
+temporary name, then renamed, owner-only). The daemon drains a project's spool when it
+opens the project, before any live request, and again whenever files appear (watchdog).
+
+Exactly once, in the order the hooks ran: files are taken in name order, in chunks;
+each chunk is appended as one atomic batch whose events carry `metadata.spoolId` (the
+file name); the files are deleted only after the batch is fsynced. If the daemon dies
+between the two, the next drain skips every file whose id is already in the log.
+A file that is not a hook payload is moved to `spool/rejected/` and reported, never
+retried forever and never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from elsabro.core import durable
+from elsabro.core.errors import BadRequest, Busy, ElsabroError
+from elsabro.core.jsonbody import parse_json
+from elsabro.core.model import Event, format_time
+from elsabro.core.redact import Rules, redact_text, redact_value
+from elsabro.ingest.hooks import SESSION_START_WAIT_S, Ingest
+from elsabro.store.log import ProjectLog
+
+log = logging.getLogger("elsabro.spool")
+
+SPOOL = Path(".elsabro") / "spool"
+REJECTED = "rejected"
+_NAME = re.compile(r"^(\d{10,20})-(\d+)\.json$")
+# Files per atomic batch: bounds memory and the work redone after a crash.
+CHUNK_FILES = 500
+BUSY_RETRIES = 20
+
+
+def is_spool_file(name: str) -> bool:
+    return _NAME.match(name) is not None
+
+
+def spool_dir(project: Path) -> Path:
+    return project / SPOOL
+
+
+def pending(directory: Path) -> list[str]:
+    """Spooled file names in the order the hooks wrote them."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found = [(int(m.group(1)), int(m.group(2)), name) for name in names if (m := _NAME.match(name))]
+    found.sort()
+    return [name for _, _, name in found]
+
+
+def _timestamp(name: str) -> str:
+    digits = _NAME.match(name).group(1)  # type: ignore[union-attr]
+    return format_time(int(digits.ljust(19, "0")) / 1e9)
+
+
+def _read(directory: Path, names: list[str]) -> list[tuple[str, Any]]:
+    """(name, payload) for each file; payload is an exception for a file that is not JSON."""
+    out: list[tuple[str, Any]] = []
+    for name in names:
+        try:
+            out.append((name, parse_json((directory / name).read_bytes())))  # a request's checks
+        except (OSError, BadRequest) as exc:
+            out.append((name, exc))
+    return out
+
+
+def _is_session_start(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("hook_event_name") == "SessionStart"
+
+
+def session_start_first(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Put each SessionStart before its session's events spooled just before it.
+
+    Claude Code runs a session's first hooks in parallel processes, so InstructionsLoaded
+    can be spooled a moment before SessionStart. As on the live path (`Ingest.session_started`),
+    a SessionStart goes ahead of its session's events spooled at most SESSION_START_WAIT_S
+    earlier; everything else keeps the order the hooks ran.
+    """
+    out = list(items)
+    window_ns = int(SESSION_START_WAIT_S * 1e9)
+    for name, payload in items:
+        if not _is_session_start(payload):
+            continue
+        at = out.index((name, payload))
+        stamp = _ns(name)
+        to = position = at
+        while position > 0 and stamp - _ns(out[position - 1][0]) <= window_ns:
+            before = out[position - 1][1]
+            if isinstance(before, dict) and before.get("session_id") == payload.get("session_id"):
+                if _is_session_start(before):
+                    break
+                to = position - 1  # other sessions' events in between keep their places
+            position -= 1
+        out.insert(to, out.pop(at))
+    return out
+
+
+def _ns(name: str) -> int:
+    return int(_NAME.match(name).group(1).ljust(19, "0"))  # type: ignore[union-attr]
+
+
+def _remove(directory: Path, names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+    durable.fsync_dir(directory)
+
+
+_last_ns = 0
+
+
+def write(project: Path, body: bytes, *, rejected: str | None = None) -> Path:
+    """Spool a hook payload on the daemon's side (it could not store it now), as the hook would.
+
+    With `rejected`, the payload is kept in `spool/rejected/` for inspection instead.
+    """
+    global _last_ns
+    _last_ns = max(time.time_ns(), _last_ns + 1)  # unique and ordered within this daemon
+    directory = spool_dir(project) / (REJECTED if rejected else "")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    name = f"{_last_ns}-{os.getpid()}.json"
+    durable.write_atomically(directory / name, _redacted(body))
+    if rejected:
+        log.error("hook payload rejected (%s); kept in %s", rejected, directory / name)
+    return directory / name
+
+
+def _redacted(body: bytes) -> bytes:
+    """What the daemon itself spools is redacted like what it stores (the hook's own spool
+    file is the one place raw input touches the disk, owner-only, until it is drained)."""
+    try:
+        return json.dumps(redact_value(json.loads(body), Rules()), ensure_ascii=False).encode()
+    except (ValueError, RecursionError):
+        return redact_text(body.decode("utf-8", "replace"), Rules()).encode()
+
+
+def _reject(directory: Path, name: str, reason: str) -> None:
+    target = directory / REJECTED
+    target.mkdir(mode=0o700, exist_ok=True)
+    os.replace(directory / name, target / name)
+    log.error("spool file %s rejected (%s); kept in %s", name, reason, target)
+
+
+class Drainer:
+    """Drains one project's spool, one drain at a time."""
+
+    def __init__(self, path: Path, project_log: ProjectLog, ingest: Ingest) -> None:
+        self.path = path
+        self.project_log = project_log
+        self.ingest = ingest
+        self.directory = spool_dir(path)
+        self._lock = asyncio.Lock()
+        self._again = False
+
+    async def drain_logged(self) -> None:
+        """Drain, reporting a failure in the log instead of raising (background drains)."""
+        try:
+            await self.drain()
+        except ElsabroError as exc:
+            log.error(
+                "draining the spool of %s failed: %s; the files stay for the next drain",
+                self.path,
+                exc,
+            )
+
+    async def drain(self) -> int:
+        """Ingest every spooled event; returns how many files were taken."""
+        if self._lock.locked():
+            self._again = True  # the running drain goes round once more
+            return 0
+        taken = 0
+        async with self._lock:
+            self._again = True
+            while self._again:
+                self._again = False
+                taken += await self._drain_all()
+        return taken
+
+    async def _drain_all(self) -> int:
+        taken = 0
+        while names := (await asyncio.to_thread(pending, self.directory))[:CHUNK_FILES]:
+            await self._drain_chunk(names)
+            taken += len(names)
+        return taken
+
+    async def _drain_chunk(self, names: list[str]) -> None:
+        seen = self.project_log.spool_ids
+        events: list[Event] = []
+        extra: list[dict[str, Any]] = []
+        done: list[str] = []
+        for name, payload in session_start_first(await asyncio.to_thread(_read, self.directory, names)):
+            if name in seen:  # already stored before a crash cut the last drain short
+                done.append(name)
+                continue
+            try:
+                if isinstance(payload, Exception):
+                    raise ElsabroError(f"not JSON: {payload}")
+                made = self.ingest.events(payload, timestamp=_timestamp(name))
+            except ElsabroError as exc:
+                await asyncio.to_thread(_reject, self.directory, name, str(exc))
+                continue
+            events.extend(made)
+            extra.extend({"spoolId": name} for _ in made)
+            done.append(name)
+        if events:
+            await self._append(events, extra)
+            seen.update(done)
+        await asyncio.to_thread(_remove, self.directory, done)
+        seen.difference_update(done)
+        if events:
+            log.info("drained %d spooled events of %s", len(events), self.path)
+
+    async def _append(self, events: list[Event], extra: list[dict[str, Any]]) -> None:
+        """Append, waiting out a busy writer (bounded): the files stay until stored."""
+        for attempt in range(BUSY_RETRIES):
+            try:
+                await self.project_log.append(events, extra)
+                return
+            except Busy:
+                await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+        await self.project_log.append(events, extra)
