@@ -22,6 +22,7 @@ Every project-scoped request names its project in the `Elsabro-Project` header.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -35,6 +36,7 @@ from elsabro.config.schema import one_line
 from elsabro.core.errors import (
     BadRequest,
     Busy,
+    DiskFull,
     ElsabroError,
     HandlerError,
     LogInUse,
@@ -355,7 +357,10 @@ async def _spool(project: Path, body: bytes, delivery: str | None, why: ElsabroE
     try:
         await asyncio.to_thread(spool.write, project, body, delivery=delivery)
     except OSError as exc:
-        raise WriteFailed(f"{why}; spooling it failed too: {exc.strerror or exc}") from None
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise (DiskFull if full else WriteFailed)(
+            f"{why}; spooling it failed too: {exc.strerror or exc}"
+        ) from None
     return Response.json({"spooled": str(why)}, 202)
 
 

@@ -1,0 +1,201 @@
+"""The hook keeps its payload until the daemon says it is stored, and each delivery is stored once.
+
+A hung daemon, a daemon killed mid-request and a disk too full for the daemon to store or
+spool anything: the hook's own copy becomes a spool file. A delivery that reaches the log
+both ways (the daemon stored it after the hook gave up and spooled it) is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import DaemonProcess, World, payload, run_hook, wait_until
+
+
+def spooled(world: World) -> list[Path]:
+    return sorted((world.project / ".elsabro" / "spool").glob("*.json"))
+
+
+def numbered(n: int) -> dict[str, Any]:
+    """A PostToolUse payload told apart by its tool_use_id."""
+    return {**payload(), "tool_use_id": f"toolu_{n:03d}"}
+
+
+def stored_ids(world: World) -> list[str]:
+    return [r["payload"]["tool_use_id"] for r in world.events() if r["topic"] == "tool.bash.completed"]
+
+
+def deliver(world: World, body: dict[str, Any], delivery: str) -> tuple[int, str]:
+    """One live delivery the way the hook sends it (curl over the socket, the delivery id named)."""
+    result = subprocess.run(
+        [
+            "curl", "-q", "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10",
+            "--unix-socket", str(world.settings.socket_path), "-X", "POST", "--data-binary", "@-",
+            "-H", f"Elsabro-Project: {world.project}", "-H", f"Elsabro-Delivery: {delivery}",
+            "-H", "Content-Type: application/json", "http://elsabro/v1/hook",
+        ],
+        input=json.dumps(body).encode(),
+        capture_output=True,
+        timeout=20,
+        check=True,
+    )  # fmt: skip
+    text, status = result.stdout.decode().rsplit("\n", 1)
+    return int(status), text
+
+
+def open_project(world: World) -> None:
+    world.client().publish({"topic": "open.the.project"})
+
+
+def test_hooks_sent_to_a_paused_daemon_that_is_then_killed_are_all_stored_once(world: World) -> None:
+    daemon = DaemonProcess(world).start()
+    open_project(world)
+    assert run_hook(world, payload("SessionStart")).returncode == 0
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGSTOP)  # hung (a long redaction pass, a stuck disk)
+    try:
+        for n in range(4):
+            result = run_hook(world, numbered(n))
+            assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+        # Each hook timed out and kept its payload: the requests in the socket's queue die with the daemon.
+        assert len(spooled(world)) == 4
+    finally:
+        daemon.kill()
+    DaemonProcess(world).start()
+    open_project(world)
+    wait_until(lambda: not spooled(world), what="the spool to drain")
+    assert sorted(stored_ids(world)) == [f"toolu_{n:03d}" for n in range(4)]
+    assert not list((world.project / ".elsabro" / "spool").iterdir())  # no copy left behind either
+    assert json.loads(world.cli("verify", "--json").stdout)["intact"] is True
+
+
+def test_hooks_sent_to_a_paused_daemon_that_resumes_are_stored_once(world: World) -> None:
+    """On resume the daemon reads the queued requests and drains the hooks' spool files: one
+    delivery, two ways in, stored once."""
+    daemon = DaemonProcess(world).start()
+    open_project(world)
+    assert run_hook(world, payload("SessionStart")).returncode == 0
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        for n in range(4):
+            assert run_hook(world, numbered(n)).returncode == 0
+        assert len(spooled(world)) == 4
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+    wait_until(lambda: not spooled(world) and len(stored_ids(world)) >= 4, what="both ways in to settle")
+    # Queued behind the hooks' connections: once this is stored, every queued request was taken.
+    open_project(world)
+    assert sorted(stored_ids(world)) == [f"toolu_{n:03d}" for n in range(4)]
+    records = [r for r in world.events() if r["topic"] == "tool.bash.completed"]
+    assert all(r["metadata"]["spoolId"].endswith(".json") for r in records)
+
+
+def test_a_delivery_stored_live_is_not_stored_again_from_its_spool_file(world: World) -> None:
+    DaemonProcess(world).start()
+    open_project(world)
+    delivery = "1700000000000000001-4242"
+    assert deliver(world, numbered(1), delivery)[0] == 200
+    [record] = [r for r in world.events() if r["topic"] == "tool.bash.completed"]
+    assert record["metadata"]["spoolId"] == f"{delivery}.json"
+    spool = world.project / ".elsabro" / "spool"
+    # The hook gave up before the answer came and spooled its copy under the delivery's name.
+    (spool / f"{delivery}.json").write_text(json.dumps(numbered(1)))
+    wait_until(lambda: not spooled(world), what="the watched spool to drain")
+    assert stored_ids(world) == ["toolu_001"]
+    # The same after a crash: the id is recovered from the log.
+    world.daemons[-1].kill()
+    (spool / f"{delivery}.json").write_text(json.dumps(numbered(1)))
+    DaemonProcess(world).start()
+    open_project(world)
+    assert not spooled(world)
+    assert stored_ids(world) == ["toolu_001"]
+
+
+def test_a_late_live_delivery_whose_spool_file_was_drained_is_not_stored_again(world: World) -> None:
+    spool = world.project / ".elsabro" / "spool"
+    spool.mkdir(parents=True)
+    delivery = "1700000000000000002-4243"
+    (spool / f"{delivery}.json").write_text(json.dumps(numbered(2)))
+    DaemonProcess(world).start()
+    open_project(world)  # drains the spool first
+    assert stored_ids(world) == ["toolu_002"]
+    status, body = deliver(world, numbered(2), delivery)
+    assert status == 200 and json.loads(body) == {"duplicate": delivery}
+    assert stored_ids(world) == ["toolu_002"]
+
+
+def test_a_delivery_id_that_is_not_a_spool_name_is_refused(world: World, daemon: DaemonProcess) -> None:
+    status, body = deliver(world, numbered(3), "../../escape")
+    assert status == 400 and "Elsabro-Delivery must be" in body
+    assert world.events() == [] and not (world.project / ".elsabro" / "escape.json").exists()
+
+
+def _fill(directory: Path, leave_pages: int = 0) -> Path:
+    """Fill a tmpfs up, then give back `leave_pages` pages of 4 KiB."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            for _ in range(10_000):  # 1 MiB fills long before this bound
+                os.write(fd, b"x" * 4096)
+        size = os.fstat(fd).st_size
+        os.ftruncate(fd, size - size % 4096 - leave_pages * 4096)
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.fixture
+def full_disks(world: World) -> Iterator[World]:
+    """The project's log and spool each on a 1 MiB tmpfs of their own, so both can really fill up."""
+    mounts = [world.project / ".elsabro" / "events", world.project / ".elsabro" / "spool"]
+    mounted = []
+    try:
+        for where in mounts:
+            where.mkdir(parents=True)
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(where)])
+            if done.returncode != 0:
+                pytest.skip("mounting a tmpfs needs root; tests/test_store.py injects ENOSPC instead")
+            mounted.append(where)
+        yield world
+    finally:
+        for daemon in world.daemons:
+            daemon.close()
+        for where in mounted:
+            subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_when_the_daemon_can_neither_store_nor_spool_the_hook_spools_its_own_copy(full_disks: World) -> None:
+    world = full_disks
+    world.env["ELSABRO_MAINTENANCE_INTERVAL_S"] = "0.2"
+    DaemonProcess(world).start()
+    client = world.client()
+    client.publish({"topic": "before.full"})
+    events_filler = _fill(world.project / ".elsabro" / "events")
+    for _ in range(100):  # the segment's last page may still have room for a few small events
+        refused = world.cli("publish", "pad", "--data", json.dumps({"pad": "z" * 500}), check=False)
+        if refused.returncode != 0:
+            break
+    else:
+        raise AssertionError("the log's disk never filled up")
+    # Room in the spool for the hook's own copy (one page), none for a second copy by the daemon.
+    spool_filler = _fill(world.project / ".elsabro" / "spool", leave_pages=1)
+    result = run_hook(world, numbered(7))
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    [kept] = spooled(world)
+    assert json.loads(kept.read_text()) == numbered(7)
+    assert [p.name for p in kept.parent.iterdir() if p.name.startswith(".")] == []  # no partial files
+    events_filler.unlink()
+    spool_filler.unlink()  # space is back: the daemon's retries drain the hook's file
+    wait_until(lambda: not spooled(world), what="the spool to drain")
+    assert stored_ids(world) == ["toolu_007"]
+    assert json.loads(world.cli("verify", "--json").stdout)["intact"] is True
