@@ -187,12 +187,16 @@ def test_when_the_daemon_can_neither_store_nor_spool_the_hook_spools_its_own_cop
             break
     else:
         raise AssertionError("the log's disk never filled up")
-    # Room in the spool for the hook's own copy (one page), none for a second copy by the daemon.
+    # One page of the spool left: room for the hook's compact payload, not for the copy the daemon
+    # would write (json.dumps spaces it out), so the daemon can neither store nor spool this event.
+    body = {**numbered(7), "tool_response": {f"k{n}": n for n in range(300)}}
+    compact = json.dumps(body, separators=(",", ":")).encode()
+    assert len(compact) <= 4096 < len(json.dumps(body).encode())
     spool_filler = _fill(world.project / ".elsabro" / "spool", leave_pages=1)
-    result = run_hook(world, numbered(7))
+    result = run_hook(world, compact)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
     [kept] = spooled(world)
-    assert json.loads(kept.read_text()) == numbered(7)
+    assert kept.read_bytes() == compact
     assert [p.name for p in kept.parent.iterdir() if p.name.startswith(".")] == []  # no partial files
     events_filler.unlink()
     spool_filler.unlink()  # space is back: the daemon's retries drain the hook's file
