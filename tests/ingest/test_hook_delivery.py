@@ -11,13 +11,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import DaemonProcess, World, payload, run_hook, wait_until
+from support import HOOK, DaemonProcess, World, payload, run_hook, wait_until
 
 
 def spooled(world: World) -> list[Path]:
@@ -203,3 +204,83 @@ def test_when_the_daemon_can_neither_store_nor_spool_the_hook_spools_its_own_cop
     wait_until(lambda: not spooled(world), what="the spool to drain")
     assert stored_ids(world) == ["toolu_007"]
     assert json.loads(world.cli("verify", "--json").stdout)["intact"] is True
+
+
+# -- no shared or foreign socket ---------------------------------------------------------------
+
+LISTENER = r"""
+import os, socket, sys
+path, record, owner = sys.argv[1], sys.argv[2], int(sys.argv[3])
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+os.chown(path, owner, owner)
+server.listen(8)
+open(record + ".ready", "w").close()
+while True:
+    conn, _ = server.accept()
+    conn.settimeout(2)
+    try:
+        data = conn.recv(1 << 20)
+    except OSError:
+        data = b""
+    with open(record, "ab") as out:
+        out.write(data)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    conn.close()
+"""
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[Any]:
+    """A stranger's HTTP listener on a Unix socket; it records every byte it is sent."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(path: Path, owner: int) -> Path:
+        record = tmp_path / f"received-{len(started)}"
+        record.touch()
+        process = subprocess.Popen([sys.executable, "-c", LISTENER, str(path), str(record), str(owner)])
+        started.append(process)
+        wait_until(lambda: Path(f"{record}.ready").exists() or process.poll() is not None, what="listener")
+        assert process.poll() is None
+        return record
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_the_hook_never_sends_to_a_socket_another_user_owns(world: World, listener: Any) -> None:
+    sock = world.root / "run" / "d.sock"
+    sock.parent.mkdir()
+    received = listener(sock, 65534)  # nobody's
+    assert sock.stat().st_uid == 65534
+    result = run_hook(world, numbered(8))
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert received.read_bytes() == b""
+    [kept] = spooled(world)
+    assert json.loads(kept.read_text()) == numbered(8)
+
+
+SHARED = Path("/tmp/.local/state/elsabro/daemon.sock")  # what `${HOME:-/tmp}` used to make of no HOME
+
+
+def test_with_no_private_runtime_or_home_directory_the_hook_spools(world: World, listener: Any) -> None:
+    if SHARED.exists() or SHARED.is_symlink():
+        pytest.skip(f"{SHARED} exists already: not ours to replace")
+    made = [p for p in (SHARED.parent, SHARED.parent.parent, SHARED.parent.parent.parent) if not p.exists()]
+    SHARED.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        received = listener(SHARED, os.getuid())  # ours even: a path every user can take is no place
+        env = {k: v for k, v in world.env.items() if k not in ("HOME", "XDG_RUNTIME_DIR", "ELSABRO_SOCKET")}
+        full = {**env, "CLAUDE_PROJECT_DIR": str(world.project), "ELSABRO_BIN": "/bin/false"}
+        data = json.dumps(numbered(9)).encode()
+        result = subprocess.run(["/bin/sh", str(HOOK)], input=data, env=full, capture_output=True, timeout=30)
+        assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+        assert received.read_bytes() == b""
+        [kept] = spooled(world)
+        assert json.loads(kept.read_text()) == numbered(9)
+    finally:
+        SHARED.unlink(missing_ok=True)
+        for directory in made:
+            directory.rmdir()
