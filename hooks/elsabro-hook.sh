@@ -69,8 +69,18 @@ send() {  # $1: what curl reads (a file, or - for stdin)
         -H "Expect:" http://elsabro/v1/hook
 }
 
+# The first hook of a project may come before any daemon opened it: keep the payloads out of git
+# as the daemon does (the same .elsabro/.gitignore, written only where there is none).
+new_spool() {
+    mkdir -p "$spool" || return
+    [ -e "$project/.elsabro/.gitignore" ] ||
+        printf '# Written by elsabro: the event log and its working files stay out of git.\n*\n!.gitignore\n!config.json\n!config.schema.json\n' \
+            >"$project/.elsabro/.gitignore"
+    return 0
+}
+
 # Keep the payload. No fsync yet: it costs only when the copy has to stay.
-if ! { [ -d "$spool" ] || mkdir -p "$spool"; } || ! : >"$tmp"; then
+if ! { [ -d "$spool" ] || new_spool; } || ! : >"$tmp"; then
     # No room to keep it (an unwritable project): the daemon is the only chance.
     ours && send -
     exit 0

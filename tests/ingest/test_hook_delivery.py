@@ -284,3 +284,14 @@ def test_with_no_private_runtime_or_home_directory_the_hook_spools(world: World,
         SHARED.unlink(missing_ok=True)
         for directory in made:
             directory.rmdir()
+
+
+def test_payloads_the_hook_keeps_before_any_daemon_opened_the_project_stay_out_of_git(world: World) -> None:
+    subprocess.run(["git", "init", "-q", str(world.project)], check=True)
+    assert run_hook(world, numbered(10)).returncode == 0
+    assert len(spooled(world)) == 1
+    listed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=world.project, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert listed == ["??", ".elsabro/.gitignore"]
