@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from elsabro.ingest.spool import Deliveries
 from support import HOOK, DaemonProcess, World, payload, run_hook, wait_until
 
 
@@ -295,3 +296,18 @@ def test_payloads_the_hook_keeps_before_any_daemon_opened_the_project_stay_out_o
         cwd=world.project, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert listed == ["??", ".elsabro/.gitignore"]
+
+
+def test_the_remembered_deliveries_are_bounded_and_forget_the_oldest_first() -> None:
+    recovered = {f"17000000000000000{n:02d}-1.json" for n in range(10)}  # a set: no order of its own
+    deliveries = Deliveries(recovered, keep=3)
+    assert [deliveries.is_stored(f"17000000000000000{n:02d}-1.json") for n in (6, 7, 8, 9)] == [
+        False,
+        True,
+        True,
+        True,
+    ]
+    deliveries.claim("1700000000000000100-1.json")
+    deliveries.done(["1700000000000000100-1.json"], stored=True)
+    assert deliveries.is_stored("1700000000000000100-1.json")
+    assert not deliveries.is_stored("1700000000000000007-1.json")

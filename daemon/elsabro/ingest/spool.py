@@ -46,8 +46,9 @@ SPOOL = Path(".elsabro") / "spool"
 REJECTED = "rejected"
 _NAME = re.compile(r"^(\d{10,20})-(\d+)\.json$")
 _DELIVERY = re.compile(r"^\d{10,20}-\d+$")
-# Stored delivery ids remembered per project: far more than can be in flight at once.
-REMEMBERED_DELIVERIES = 100_000
+# Stored delivery ids remembered per project: far more than can be in flight at once (a paused
+# daemon's listen queue holds 100 requests), few enough to cost at most a couple of MiB.
+REMEMBERED_DELIVERIES = 10_000
 # Files per atomic batch: bounds memory and the work redone after a crash.
 CHUNK_FILES = 500
 BUSY_RETRIES = 20
@@ -74,7 +75,8 @@ class Deliveries:
     """
 
     def __init__(self, stored: Iterable[str] = (), keep: int = REMEMBERED_DELIVERIES) -> None:
-        self._stored: OrderedDict[str, None] = OrderedDict.fromkeys(stored)
+        # Oldest first, so that trimming forgets the oldest (the recovered ids come as a set).
+        self._stored: OrderedDict[str, None] = OrderedDict.fromkeys(sorted(stored, key=_order))
         self._keep = keep
         self._busy: dict[str, asyncio.Event] = {}
         self._trim()
@@ -103,6 +105,11 @@ class Deliveries:
     def _trim(self) -> None:
         while len(self._stored) > self._keep:
             self._stored.popitem(last=False)
+
+
+def _order(name: str) -> tuple[int, int]:
+    match = _NAME.match(name)
+    return (int(match.group(1).ljust(19, "0")), int(match.group(2))) if match else (0, 0)
 
 
 def spool_dir(project: Path) -> Path:
