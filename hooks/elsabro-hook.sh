@@ -8,7 +8,8 @@
 # The hook keeps its payload until the daemon says it is stored. It first writes stdin to
 # <project>/.elsabro/spool/.<ns>-<pid>.tmp (owner-only), then:
 # Daemon up:   one curl over the Unix socket, naming the delivery <ns>-<pid>. A 2xx answer
-#              means stored and fsynced (or spooled by the daemon itself): the copy goes.
+#              means stored and fsynced (or spooled by the daemon itself); the daemon has
+#              removed the copy by then (one process less per event than an rm here).
 # Otherwise:   no answer in time, an error, no daemon, no private socket: the copy is
 #              fsynced and renamed to <ns>-<pid>.json, and the daemon is started fully
 #              detached; it drains the spool in order. One delivery id for both paths: a
@@ -91,7 +92,8 @@ if ! cat >"$tmp" || ! [ -s "$tmp" ]; then
 fi
 
 if ours && send "$tmp"; then
-    rm -f "$tmp"
+    # The daemon removes the copy once the event is safe; a daemon from before that does not.
+    [ -e "$tmp" ] && rm -f "$tmp"
     exit 0
 fi
 # Not acknowledged as stored: the kept copy becomes a spool file (fsynced before its name).

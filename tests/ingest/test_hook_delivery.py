@@ -99,6 +99,17 @@ def test_hooks_sent_to_a_paused_daemon_that_resumes_are_stored_once(world: World
     assert sorted(stored_ids(world)) == [f"toolu_{n:03d}" for n in range(4)]
     records = [r for r in world.events() if r["topic"] == "tool.bash.completed"]
     assert all(r["metadata"]["spoolId"].endswith(".json") for r in records)
+    assert not list((world.project / ".elsabro" / "spool").iterdir())  # no copy left behind
+
+
+def test_with_the_daemon_up_no_copy_of_the_payload_stays(world: World, daemon: DaemonProcess) -> None:
+    for n in range(3):
+        assert run_hook(world, numbered(n)).returncode == 0
+    # On a loaded machine a hook may time out (the first event of a session waits up to 0.3 s
+    # for its start) and spool its copy: then the drain removes it. Either way none stays.
+    spool = world.project / ".elsabro" / "spool"
+    wait_until(lambda: not list(spool.iterdir()), what="no copy left")
+    assert sorted(stored_ids(world)) == ["toolu_000", "toolu_001", "toolu_002"]
 
 
 def test_a_delivery_stored_live_is_not_stored_again_from_its_spool_file(world: World) -> None:

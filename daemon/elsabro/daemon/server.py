@@ -148,31 +148,37 @@ class Server:
     async def hook(self, request: Request) -> Response:
         """A Claude Code hook payload, as the forwarder sends it: stored before the answer.
 
-        The forwarder keeps its copy until it gets a 2xx answer, and names the delivery
+        The forwarder keeps a copy until it gets a 2xx answer, and names the delivery
         (`Elsabro-Delivery`, the name its spool file would get) so that it is stored at
         most once whichever way it comes. An event the daemon cannot store now is spooled
         (and drained later), and one that is not a hook payload is kept in `spool/rejected/`.
+        Once the event is in one of those places, the daemon removes the forwarder's copy
+        (it saves the forwarder a process per event).
         """
         delivery = spool.delivery_id(request.headers.get(DELIVERY_HEADER))
         try:
             project = await self.project(request)
         except LogInUse as exc:  # an embedded bus writes the log now: its spool waits for us
-            raw = request.headers.get(PROJECT_HEADER)
-            return await _spool(check_project_dir(raw), request.body, delivery, exc)
+            path = check_project_dir(request.headers.get(PROJECT_HEADER))
+            response = await _spool(path, request.body, delivery, exc)
+            await asyncio.to_thread(spool.drop_hook_copy, path, delivery)
+            return response
         try:
             payload = request.json()
             await project.ingest.session_started(payload)
             stored = await project.drainer.deliver(payload, delivery)
         except BadRequest as exc:
-            # Kept aside under the delivery's name: the hook, told 400, spools its copy too, and
-            # the drain's own rejection of that copy lands on the same file.
             await asyncio.to_thread(
                 spool.write, project.path, request.body, rejected=str(exc), delivery=delivery
             )
+            await asyncio.to_thread(spool.drop_hook_copy, project.path, delivery)
             raise
         except (Busy, StoreError) as exc:
-            return await _spool(project.path, request.body, delivery, exc)
-        return Response.json({} if stored else {"duplicate": delivery})
+            response = await _spool(project.path, request.body, delivery, exc)
+        else:
+            response = Response.json({} if stored else {"duplicate": delivery})
+        await asyncio.to_thread(spool.drop_hook_copy, project.path, delivery)
+        return response
 
     async def events(self, request: Request) -> Response:
         query = Query.from_params(request.params)

@@ -208,6 +208,17 @@ def write(project: Path, body: bytes, *, rejected: str | None = None, delivery: 
     return directory / name
 
 
+def drop_hook_copy(project: Path, delivery: str | None) -> None:
+    """Remove the copy the hook keeps of a delivery (`spool/.<id>.tmp`): the event is safe now.
+
+    Called only once the event is stored, spooled or kept aside. If the hook gave up
+    first, its copy is a spool file by now, and the drain skips what is stored.
+    """
+    if delivery is not None:
+        with contextlib.suppress(OSError):  # gone already; or the hook removes it itself
+            (spool_dir(project) / f".{delivery}.tmp").unlink()
+
+
 def _redacted(body: bytes) -> bytes:
     """What the daemon itself spools is redacted like what it stores (the hook's own spool
     file is the one place raw input touches the disk, owner-only, until it is drained)."""
