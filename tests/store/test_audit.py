@@ -116,3 +116,33 @@ def test_repair_quarantines_from_the_damage_and_the_daemon_writes_again(world: W
     stored = json.loads(world.cli("publish", "r.after").stdout)  # a new daemon, writing again
     assert world.cli("verify").returncode == 0
     assert stored["sequence"] == verify(newest.parent).last_sequence
+
+
+def test_repair_inside_a_batch_takes_the_whole_batch_and_the_daemon_keeps_what_repair_left(
+    world: World,
+) -> None:
+    DaemonProcess(world).start()
+    client = world.client()
+    for n in range(3):
+        client.publish({"topic": "r.single", "payload": {"n": n}})
+    batch = client.publish_batch([{"topic": "r.batch", "payload": {"n": n}} for n in range(5)])
+    assert [r["sequence"] for r in batch] == [4, 5, 6, 7, 8] and batch[0]["batchLast"] == 8
+    client.publish({"topic": "r.single", "payload": {"n": 3}})
+    world.daemons[-1].terminate()
+    events = world.project / ".elsabro" / "events"
+    [segment] = segment_files(events)
+    data = bytearray(segment.read_bytes())
+    data[data.index(b'"sequence":6') - 40] ^= 1  # damage the batch's middle record
+    segment.write_bytes(bytes(data))
+
+    out = world.cli("repair").stdout
+    left = segment.read_bytes()
+    DaemonProcess(world).start()  # recovery keeps every record repair left
+    stored = world.client().publish({"topic": "r.after"})
+    assert segment.read_bytes().startswith(left)  # what repair called intact, unchanged
+    report = json.loads(world.cli("verify", "--json").stdout)
+    assert report["intact"] is True and report["records"] == stored["sequence"]
+    # The whole batch went, and repair said so.
+    assert [json.loads(line)["sequence"] for line in left.splitlines()] == [1, 2, 3]
+    assert "inside the batch that starts at sequence 4" in out
+    assert "(sequences 4..9) to quarantine" in out

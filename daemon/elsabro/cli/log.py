@@ -111,6 +111,8 @@ def cmd_repair(ctx: Context, args: argparse.Namespace) -> int:
     removed = result.removed_sequences
     span = f"{min(removed)}..{max(removed)}" if removed else "none"
     print(f"damage at sequence {result.finding.sequence}: {result.finding.problem}")
+    if result.batch_start is not None:
+        print(f"it is inside the batch that starts at sequence {result.batch_start}: a batch goes whole")
     print(f"moved {len(removed)} records (sequences {span}) to quarantine:")
     for path in result.quarantined:
         print(f"  {path}")

@@ -36,6 +36,9 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600, *, fsync: bool 
         _write_all(fd, data)
         if fsync:
             os.fsync(fd)
+    except BaseException:
+        os.unlink(temporary)  # a full disk must not leave a partial file behind
+        raise
     finally:
         os.close(fd)
     os.replace(temporary, path)

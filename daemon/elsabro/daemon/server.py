@@ -4,7 +4,7 @@
     POST /v1/shutdown            graceful stop
     POST /v1/publish             one event            -> its stored record
     POST /v1/publish/batch       {"events": [...]}    -> {"events": [stored...]}, all or nothing
-    POST /v1/hook                a raw Claude Code hook payload -> {}
+    POST /v1/hook                a raw Claude Code hook payload -> {} (once per Elsabro-Delivery id)
     POST /v1/cleanup             apply the retention policy now -> {"removed": {...} | null}
     POST /v1/replay              {topic, since, until, correlation, target} -> progress as JSON Lines
     POST /v1/subscribe           a subscriber of the Python API: attempts pushed as JSON Lines
@@ -22,16 +22,28 @@ Every project-scoped request names its project in the `Elsabro-Project` header.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from elsabro.config.schema import one_line
-from elsabro.core.errors import BadRequest, Busy, HandlerError, LogInUse, NotFound, StoreError
+from elsabro.core.errors import (
+    BadRequest,
+    Busy,
+    DiskFull,
+    ElsabroError,
+    HandlerError,
+    LogInUse,
+    NotFound,
+    StoreError,
+    WriteFailed,
+)
 from elsabro.core.model import PublishRequest, new_event_id, now_iso
 from elsabro.daemon.http import Request, Response
 from elsabro.delivery import pushed, webhooks
@@ -45,6 +57,7 @@ from elsabro.views.snapshots import rebuild, view
 from elsabro.views.timeline import session_timeline
 
 PROJECT_HEADER = "elsabro-project"
+DELIVERY_HEADER = "elsabro-delivery"
 MAX_BATCH_EVENTS = 10_000
 NDJSON = "application/x-ndjson"
 
@@ -135,29 +148,37 @@ class Server:
     async def hook(self, request: Request) -> Response:
         """A Claude Code hook payload, as the forwarder sends it: stored before the answer.
 
-        The forwarder has given its payload away once the request is here, so the daemon
-        owns the event: one it cannot store now is spooled (and drained later), and one
-        that is not a hook payload is kept in `spool/rejected/`. Nothing is dropped.
+        The forwarder keeps a copy until it gets a 2xx answer, and names the delivery
+        (`Elsabro-Delivery`, the name its spool file would get) so that it is stored at
+        most once whichever way it comes. An event the daemon cannot store now is spooled
+        (and drained later), and one that is not a hook payload is kept in `spool/rejected/`.
+        Once the event is in one of those places, the daemon removes the forwarder's copy
+        (it saves the forwarder a process per event).
         """
+        delivery = spool.delivery_id(request.headers.get(DELIVERY_HEADER))
         try:
             project = await self.project(request)
         except LogInUse as exc:  # an embedded bus writes the log now: its spool waits for us
-            raw = request.headers.get(PROJECT_HEADER)
-            await asyncio.to_thread(spool.write, check_project_dir(raw), request.body)
-            return Response.json({"spooled": str(exc)}, 202)
+            path = check_project_dir(request.headers.get(PROJECT_HEADER))
+            response = await _spool(path, request.body, delivery, exc)
+            await asyncio.to_thread(spool.drop_hook_copy, path, delivery)
+            return response
         try:
             payload = request.json()
             await project.ingest.session_started(payload)
-            events = project.ingest.events(payload)
+            stored = await project.drainer.deliver(payload, delivery)
         except BadRequest as exc:
-            await asyncio.to_thread(spool.write, project.path, request.body, rejected=str(exc))
+            await asyncio.to_thread(
+                spool.write, project.path, request.body, rejected=str(exc), delivery=delivery
+            )
+            await asyncio.to_thread(spool.drop_hook_copy, project.path, delivery)
             raise
-        try:
-            await project.log.append(events)
         except (Busy, StoreError) as exc:
-            await asyncio.to_thread(spool.write, project.path, request.body)
-            return Response.json({"spooled": str(exc)}, 202)
-        return Response.json({})
+            response = await _spool(project.path, request.body, delivery, exc)
+        else:
+            response = Response.json({} if stored else {"duplicate": delivery})
+        await asyncio.to_thread(spool.drop_hook_copy, project.path, delivery)
+        return response
 
     async def events(self, request: Request) -> Response:
         query = Query.from_params(request.params)
@@ -335,6 +356,18 @@ class Server:
         if not records:
             raise NotFound(f"no events of session {session_id}")
         return Response.json({"rows": session_timeline(records)})
+
+
+async def _spool(project: Path, body: bytes, delivery: str | None, why: ElsabroError) -> Response:
+    """Spool a hook payload the log cannot take now; if even that fails, say so (the hook keeps it)."""
+    try:
+        await asyncio.to_thread(spool.write, project, body, delivery=delivery)
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise (DiskFull if full else WriteFailed)(
+            f"{why}; spooling it failed too: {exc.strerror or exc}"
+        ) from None
+    return Response.json({"spooled": str(why)}, 202)
 
 
 def _object(request: Request) -> dict[str, Any]:

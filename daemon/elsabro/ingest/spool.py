@@ -10,6 +10,12 @@ file name); the files are deleted only after the batch is fsynced. If the daemon
 between the two, the next drain skips every file whose id is already in the log.
 A file that is not a hook payload is moved to `spool/rejected/` and reported, never
 retried forever and never lost.
+
+The hook names each delivery `<ns>-<pid>` before it sends it, and spools it as
+`<ns>-<pid>.json` when the daemon does not acknowledge it in time; the live path stores
+that same file name in `metadata.spoolId`. `Deliveries` knows which ids are stored or being stored, so a
+delivery the daemon stored after the hook gave up is not stored again by the drain, and
+a late live request whose spool file was drained first is not stored again either.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import logging
 import os
 import re
 import time
+from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +45,10 @@ log = logging.getLogger("elsabro.spool")
 SPOOL = Path(".elsabro") / "spool"
 REJECTED = "rejected"
 _NAME = re.compile(r"^(\d{10,20})-(\d+)\.json$")
+_DELIVERY = re.compile(r"^\d{10,20}-\d+$")
+# Stored delivery ids remembered per project: far more than can be in flight at once (a paused
+# daemon's listen queue holds 100 requests), few enough to cost at most a couple of MiB.
+REMEMBERED_DELIVERIES = 10_000
 # Files per atomic batch: bounds memory and the work redone after a crash.
 CHUNK_FILES = 500
 BUSY_RETRIES = 20
@@ -44,6 +56,60 @@ BUSY_RETRIES = 20
 
 def is_spool_file(name: str) -> bool:
     return _NAME.match(name) is not None
+
+
+def delivery_id(raw: str | None) -> str | None:
+    """The hook's delivery id (`<ns>-<pid>`, the name its spool file gets), checked: it names a file."""
+    if raw is None:
+        return None
+    if not _DELIVERY.match(raw):
+        raise BadRequest(f"Elsabro-Delivery must be <nanoseconds>-<pid>, not {raw[:40]!r}")
+    return raw
+
+
+class Deliveries:
+    """Which hook deliveries a project's log holds, or is storing right now (by spool id).
+
+    The live path and the drain each settle, check and claim an id with no await between
+    the check and the claim, so one of them stores it and the other skips it.
+    """
+
+    def __init__(self, stored: Iterable[str] = (), keep: int = REMEMBERED_DELIVERIES) -> None:
+        # Oldest first, so that trimming forgets the oldest (the recovered ids come as a set).
+        self._stored: OrderedDict[str, None] = OrderedDict.fromkeys(sorted(stored, key=_order))
+        self._keep = keep
+        self._busy: dict[str, asyncio.Event] = {}
+        self._trim()
+
+    def is_stored(self, key: str) -> bool:
+        return key in self._stored
+
+    async def settled(self, key: str) -> None:
+        """Return once nobody is storing `key` (then the caller checks and claims it at once)."""
+        while (busy := self._busy.get(key)) is not None:
+            await busy.wait()
+
+    def claim(self, key: str) -> None:
+        self._busy[key] = asyncio.Event()
+
+    def done(self, keys: Iterable[str], stored: bool) -> None:
+        for key in keys:
+            busy = self._busy.pop(key, None)
+            if busy is not None:
+                busy.set()
+            if stored:
+                self._stored[key] = None
+                self._stored.move_to_end(key)
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._stored) > self._keep:
+            self._stored.popitem(last=False)
+
+
+def _order(name: str) -> tuple[int, int]:
+    match = _NAME.match(name)
+    return (int(match.group(1).ljust(19, "0")), int(match.group(2))) if match else (0, 0)
 
 
 def spool_dir(project: Path) -> Path:
@@ -122,20 +188,35 @@ def _remove(directory: Path, names: list[str]) -> None:
 _last_ns = 0
 
 
-def write(project: Path, body: bytes, *, rejected: str | None = None) -> Path:
+def write(project: Path, body: bytes, *, rejected: str | None = None, delivery: str | None = None) -> Path:
     """Spool a hook payload on the daemon's side (it could not store it now), as the hook would.
 
-    With `rejected`, the payload is kept in `spool/rejected/` for inspection instead.
+    A delivery the hook named gets the name the hook would give it: if the hook gave up
+    and spooled it too, the two are one file. With `rejected`, the payload is kept in
+    `spool/rejected/` for inspection instead.
     """
     global _last_ns
-    _last_ns = max(time.time_ns(), _last_ns + 1)  # unique and ordered within this daemon
     directory = spool_dir(project) / (REJECTED if rejected else "")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    name = f"{_last_ns}-{os.getpid()}.json"
+    if delivery is None:
+        _last_ns = max(time.time_ns(), _last_ns + 1)  # unique and ordered within this daemon
+        delivery = f"{_last_ns}-{os.getpid()}"
+    name = f"{delivery}.json"
     durable.write_atomically(directory / name, _redacted(body))
     if rejected:
         log.error("hook payload rejected (%s); kept in %s", rejected, directory / name)
     return directory / name
+
+
+def drop_hook_copy(project: Path, delivery: str | None) -> None:
+    """Remove the copy the hook keeps of a delivery (`spool/.<id>.tmp`): the event is safe now.
+
+    Called only once the event is stored, spooled or kept aside. If the hook gave up
+    first, its copy is a spool file by now, and the drain skips what is stored.
+    """
+    if delivery is not None:
+        with contextlib.suppress(OSError):  # gone already; or the hook removes it itself
+            (spool_dir(project) / f".{delivery}.tmp").unlink()
 
 
 def _redacted(body: bytes) -> bytes:
@@ -164,6 +245,38 @@ class Drainer:
         self.directory = spool_dir(path)
         self._lock = asyncio.Lock()
         self._again = False
+        self._deliveries: Deliveries | None = None
+
+    @property
+    def deliveries(self) -> Deliveries:
+        """Made on first use, from the ids the opened log recovered."""
+        if self._deliveries is None:
+            self._deliveries = Deliveries(self.project_log.spool_ids)
+        return self._deliveries
+
+    async def deliver(self, payload: Any, delivery: str | None) -> bool:
+        """Store one live hook delivery; False when that delivery is stored already.
+
+        The events carry the spool file name the delivery would have (`<id>.json`) as their
+        spool id, as if they had come by the spool.
+        """
+        if delivery is None:
+            await self.project_log.append(self.ingest.events(payload))
+            return True
+        key = f"{delivery}.json"
+        deliveries = self.deliveries
+        await deliveries.settled(key)
+        if deliveries.is_stored(key):  # the hook gave up on us and its spool file was drained first
+            return False
+        events = self.ingest.events(payload)
+        deliveries.claim(key)
+        stored = False
+        try:
+            await self.project_log.append(events, [{"spoolId": key} for _ in events])
+            stored = True
+        finally:
+            deliveries.done([key], stored)
+        return True
 
     async def drain_logged(self) -> None:
         """Drain, reporting a failure in the log instead of raising (background drains)."""
@@ -197,29 +310,36 @@ class Drainer:
         return taken
 
     async def _drain_chunk(self, names: list[str]) -> None:
-        seen = self.project_log.spool_ids
+        deliveries = self.deliveries
         events: list[Event] = []
         extra: list[dict[str, Any]] = []
         done: list[str] = []
-        for name, payload in session_start_first(await asyncio.to_thread(_read, self.directory, names)):
-            if name in seen:  # already stored before a crash cut the last drain short
+        claimed: list[str] = []  # the spool id is the file name, as the live path records it too
+        stored = False
+        try:
+            for name, payload in session_start_first(await asyncio.to_thread(_read, self.directory, names)):
+                await deliveries.settled(name)  # a live request storing this delivery finishes first
+                if deliveries.is_stored(name):  # stored live, or before a crash cut the last drain short
+                    done.append(name)
+                    continue
+                try:
+                    if isinstance(payload, Exception):
+                        raise ElsabroError(f"not JSON: {payload}")
+                    made = self.ingest.events(payload, timestamp=_timestamp(name))
+                except ElsabroError as exc:
+                    await asyncio.to_thread(_reject, self.directory, name, str(exc))
+                    continue
+                deliveries.claim(name)
+                claimed.append(name)
+                events.extend(made)
+                extra.extend({"spoolId": name} for _ in made)
                 done.append(name)
-                continue
-            try:
-                if isinstance(payload, Exception):
-                    raise ElsabroError(f"not JSON: {payload}")
-                made = self.ingest.events(payload, timestamp=_timestamp(name))
-            except ElsabroError as exc:
-                await asyncio.to_thread(_reject, self.directory, name, str(exc))
-                continue
-            events.extend(made)
-            extra.extend({"spoolId": name} for _ in made)
-            done.append(name)
-        if events:
-            await self._append(events, extra)
-            seen.update(done)
+            if events:
+                await self._append(events, extra)
+            stored = True
+        finally:
+            deliveries.done(claimed, stored)
         await asyncio.to_thread(_remove, self.directory, done)
-        seen.difference_update(done)
         if events:
             log.info("drained %d spooled events of %s", len(events), self.path)
 

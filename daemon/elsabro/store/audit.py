@@ -9,7 +9,10 @@ the very last record, nor a rewrite of the whole tail by someone who recomputes 
 `repair` is for the damage `verify` (or the daemon) finds: it moves the first damaged
 record and everything after it into quarantine files beside the segments (nothing is
 deleted), cuts the log there so it verifies again, and reports which sequences it took
-out. Run it with the daemon stopped; the CLI stops it first.
+out. A batch is kept or dropped whole, here as in the daemon's recovery (segments.py):
+damage inside a multi-event batch moves the cut back to the batch's first record, so
+every record repair leaves is one the next daemon start keeps. Run it with the daemon
+stopped; the CLI stops it first.
 """
 
 from __future__ import annotations
@@ -147,10 +150,11 @@ class RepairReport:
     finding: Finding | None
     removed_sequences: list[int] = field(default_factory=list)
     quarantined: list[Path] = field(default_factory=list)
+    batch_start: int | None = None  # the first sequence of a batch the damage cut, if it cut one
 
 
 def repair(events_dir: Path) -> RepairReport:
-    """Quarantine everything from the first damage on, so that the log verifies again."""
+    """Quarantine everything from the first damage on (its whole batch), so that the log verifies again."""
     report = verify(events_dir)
     result = RepairReport(report.finding)
     if report.finding is None:
@@ -160,10 +164,33 @@ def repair(events_dir: Path) -> RepairReport:
         if path.name < found.segment.name:
             continue
         data = path.read_bytes()
-        cut = found.offset if path == found.segment else 0
+        cut = 0
+        if path == found.segment:
+            cut, result.batch_start = _batch_start(data, found.offset, found.sequence)
         result.removed_sequences.extend(_sequences(data[cut:]))
         result.quarantined.append(quarantine(path, data, cut))
     return result
+
+
+def _batch_start(data: bytes, offset: int, damaged_sequence: int) -> tuple[int, int | None]:
+    """Where to cut so no batch is left in part: the start of the batch reaching the damage.
+
+    The records of a batch are written together, in one segment, each with `batchLast`
+    (the batch's last sequence); the ones before the damage whose batch reaches it go too.
+    """
+    cut, first = offset, None
+    before = data[:offset].split(b"\n")[:-1]
+    for line in reversed(before):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            break
+        batch_last = record.get("batchLast") if isinstance(record, dict) else None
+        if not isinstance(batch_last, int) or batch_last < damaged_sequence:
+            break
+        cut -= len(line) + 1
+        first = record.get("sequence")
+    return cut, first if isinstance(first, int) else None
 
 
 def _sequences(data: bytes) -> list[int]:
