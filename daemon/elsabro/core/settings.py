@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 
 from elsabro.core.errors import UsageError
+from elsabro.core.jsonbody import MAX_JSON_NODES
 
 # AF_UNIX paths are limited to 108 bytes on Linux and 104 on macOS, terminator included.
 MAX_SOCKET_PATH_BYTES = 103
@@ -52,6 +53,19 @@ class Settings:
     recent_records: int = 4_096
     # A connection that sends nothing for this long is closed (stalled clients).
     idle_timeout_s: float = 30.0
+    # A request's line and headers must be whole this long after the connection opens (or after
+    # the request's first byte on a kept-alive connection), and its body this long after them:
+    # a client trickling a byte now and then is dropped, not kept forever.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    # Connections served at once on the Unix socket, and on the TCP listener; more are closed at
+    # once, unread. The TCP listener is open to every local user, so its limit is small: a flood
+    # there costs bounded memory and descriptors, and the owner's socket keeps its own.
+    max_connections: int = 1024
+    max_tcp_connections: int = 64
+    # Values (objects, arrays, scalars) in one JSON body: each costs memory when parsed, far more
+    # than its bytes (five million empty lists fit in 16 MiB). Hook payloads hold a few hundred.
+    max_json_nodes: int = MAX_JSON_NODES
     shutdown_timeout_s: float = 10.0
     start_timeout_s: float = 10.0
     # 0: the Unix socket only. Otherwise the daemon also listens on 127.0.0.1:<port> (never another

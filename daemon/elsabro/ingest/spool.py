@@ -66,12 +66,14 @@ def _timestamp(name: str) -> str:
     return format_time(int(digits.ljust(19, "0")) / 1e9)
 
 
-def _read(directory: Path, names: list[str]) -> list[tuple[str, Any]]:
+def _read(directory: Path, names: list[str], max_json_nodes: int) -> list[tuple[str, Any]]:
     """(name, payload) for each file; payload is an exception for a file that is not JSON."""
     out: list[tuple[str, Any]] = []
     for name in names:
         try:
-            out.append((name, parse_json((directory / name).read_bytes())))  # a request's checks
+            out.append(
+                (name, parse_json((directory / name).read_bytes(), max_json_nodes))
+            )  # a request's checks
         except (OSError, BadRequest) as exc:
             out.append((name, exc))
     return out
@@ -201,7 +203,9 @@ class Drainer:
         events: list[Event] = []
         extra: list[dict[str, Any]] = []
         done: list[str] = []
-        for name, payload in session_start_first(await asyncio.to_thread(_read, self.directory, names)):
+        for name, payload in session_start_first(
+            await asyncio.to_thread(_read, self.directory, names, self.project_log.settings.max_json_nodes)
+        ):
             if name in seen:  # already stored before a crash cut the last drain short
                 done.append(name)
                 continue
