@@ -4,7 +4,8 @@ The socket path follows one rule that the POSIX hook computes too (hooks/elsabro
 
     $ELSABRO_SOCKET                                  if set, else
     $XDG_RUNTIME_DIR/elsabro/daemon.sock             if XDG_RUNTIME_DIR is set, else
-    $HOME/.local/state/elsabro/daemon.sock
+    $HOME/.local/state/elsabro/daemon.sock           if HOME is set, else
+    refused (UsageError): never a directory shared by all users such as /tmp
 
 Every numeric setting can be overridden with an environment variable named
 `ELSABRO_` plus the field name in upper case (`ELSABRO_SEGMENT_MAX_BYTES=1048576`).
@@ -29,8 +30,16 @@ MAX_SOCKET_PATH_BYTES = 103
 def socket_path_from_env(env: Mapping[str, str]) -> Path:
     if env.get("ELSABRO_SOCKET"):
         return Path(env["ELSABRO_SOCKET"])
-    runtime = env.get("XDG_RUNTIME_DIR") or os.path.join(env.get("HOME", "/tmp"), ".local", "state")
-    return Path(runtime) / "elsabro" / "daemon.sock"
+    if env.get("XDG_RUNTIME_DIR"):
+        return Path(env["XDG_RUNTIME_DIR"]) / "elsabro" / "daemon.sock"
+    if env.get("HOME"):
+        return Path(env["HOME"]) / ".local" / "state" / "elsabro" / "daemon.sock"
+    # Never a shared fallback such as /tmp: another user could make the directory first and
+    # answer for the daemon, or have events sent to them.
+    raise UsageError(
+        "no private place for the daemon's socket: neither XDG_RUNTIME_DIR nor HOME is set; "
+        "set one of them, or ELSABRO_SOCKET"
+    )
 
 
 @dataclass(frozen=True)

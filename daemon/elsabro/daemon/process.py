@@ -40,6 +40,7 @@ from elsabro.core import durable
 from elsabro.core.errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError, Unauthorized
 from elsabro.core.model import Event
 from elsabro.core.settings import Settings
+from elsabro.daemon.client import check_socket_file
 from elsabro.daemon.http import Authorize, Request, Response, serve_connection
 from elsabro.daemon.server import Server
 from elsabro.daemon.watcher import Watcher
@@ -165,10 +166,11 @@ class Daemon:
     async def startup(self) -> None:
         settings = self.settings
         settings.check_socket_path()
+        check_socket_file(settings.socket_path)  # a file that is not our socket is never touched
         prepare_socket_dir(settings.socket_path.parent)
         self._lock_fd = acquire_lock(settings.lock_path)
         raise_open_files_limit()
-        with contextlib.suppress(FileNotFoundError):
+        if check_socket_file(settings.socket_path):
             settings.socket_path.unlink()  # left by a daemon that was killed; the lock says it is gone
         if settings.tcp_port:  # before the socket: a daemon that answers has all its listeners
             await self._listen_on_loopback()
