@@ -3,18 +3,25 @@ user's, and never a file that is not a socket (which is left as it was)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import stat
 
 import pytest
 
+from elsabro.bus.api import EventBus
 from elsabro.core.errors import DaemonError, UsageError
 from elsabro.core.settings import Settings
 from elsabro.daemon.client import Client
 from support import World
 
 NOBODY = 65534
+
+
+async def bus_publish(world: World) -> None:
+    async with EventBus(world.project, settings=world.settings, start_daemon=False) as bus:
+        await bus.publish("to.a.stranger", {"secret": 1})
 
 
 def without_private_dirs(world: World) -> dict[str, str]:
@@ -75,9 +82,11 @@ def test_a_socket_of_another_user_is_refused_by_client_and_daemon(world: World) 
         os.chown(path, NOBODY, NOBODY)  # someone else answers on our path
         with pytest.raises(DaemonError, match=rf"{path} belongs to another user \(uid {NOBODY}\)"):
             Client(world.settings, str(world.project), timeout_s=2).status()
+        with pytest.raises(DaemonError, match="belongs to another user"):
+            asyncio.run(bus_publish(world))  # the Python API's client too
         stranger.setblocking(False)
         with pytest.raises(BlockingIOError):
-            stranger.accept()  # the client never connected: nothing was sent to the stranger
+            stranger.accept()  # no client connected: nothing was sent to the stranger
         result = world.cli("daemon", "run", check=False, timeout_s=30)
         assert result.returncode == 1
         assert "belongs to another user" in result.stderr
