@@ -136,6 +136,7 @@ def test_json_of_millions_of_tiny_values_is_refused_before_it_is_parsed(
     with pytest.raises(BadRequest, match=r"JSON with 4000003 values is over the limit of 250000"):
         client.publish({"topic": "many.lists", "payload": [[]] * 4_000_000})
     peak_kib = proc_status_kib(daemon.pid, "VmHWM")
+    print(f"idle {idle_kib} KiB, peak {peak_kib} KiB")
     # A few copies of the body at most, never the gigabyte its parsed form takes.
     assert peak_kib - idle_kib < 96 * 1024, f"the daemon grew from {idle_kib} KiB to a peak of {peak_kib} KiB"
     assert [r["topic"] for r in world.events()] == ["warm.up"]
