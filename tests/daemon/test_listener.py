@@ -182,7 +182,8 @@ def test_a_flood_of_unauthenticated_clients_costs_bounded_memory_and_the_socket_
     print(f"idle {idle_kib} KiB, peak {peak_kib} KiB, descriptors {idle_fds} idle, {max_fds} at most")
     assert peak_kib <= 2 * idle_kib, f"the daemon grew from {idle_kib} KiB to a peak of {peak_kib} KiB"
     # Descriptors too: the TCP listener's limit, not the number of attackers (those served,
-    # and at most one accept burst, the backlog of the same size, about to be closed).
-    assert max_fds <= idle_fds + 2 * world.settings.max_tcp_connections + 8, (idle_fds, max_fds)
+    # and at most one accept burst, the backlog of the same size, about to be closed), plus a
+    # few for the owner's CLI connections and the project's files.
+    assert max_fds <= idle_fds + 2 * world.settings.max_tcp_connections + 24, (idle_fds, max_fds)
     topics = [record["topic"] for record in world.events()]
     assert topics == ["warm.up"] + ["during.flood"] * 4
