@@ -91,3 +91,14 @@ def test_a_socket_of_another_user_is_refused_by_client_and_daemon(world: World) 
         assert result.returncode == 1
         assert "belongs to another user" in result.stderr
         assert path.exists()  # not deleted and replaced
+
+
+def test_a_socket_path_through_a_file_is_one_clear_error(world: World) -> None:
+    (world.root / "afile").write_text("")
+    world.env["ELSABRO_SOCKET"] = str(world.root / "afile" / "d.sock")
+    result = world.cli("daemon", "status", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"elsabro: cannot use {world.root}/afile/d.sock: Not a directory; "
+        "set ELSABRO_SOCKET to a path of yours"
+    ]

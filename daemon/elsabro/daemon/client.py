@@ -36,6 +36,10 @@ def check_socket_file(path: Path) -> bool:
         info = os.lstat(path)
     except FileNotFoundError:
         return False
+    except OSError as exc:  # a directory we may not search, a file where a directory should be
+        raise DaemonError(
+            f"cannot use {path}: {exc.strerror}; set ELSABRO_SOCKET to a path of yours"
+        ) from None
     if not stat.S_ISSOCK(info.st_mode):
         raise DaemonError(f"{path} exists and is not a socket; set ELSABRO_SOCKET to another path")
     if info.st_uid != os.getuid():
