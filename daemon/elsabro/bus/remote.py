@@ -31,7 +31,7 @@ from elsabro.bus.subscriber import Subscriber
 from elsabro.core.errors import DaemonError, DaemonNotRunning, ElsabroError, HandlerError, NotFound
 from elsabro.core.model import PublishRequest
 from elsabro.core.settings import Settings
-from elsabro.daemon.client import PROJECT_HEADER, ensure_daemon, error_from, error_of
+from elsabro.daemon.client import PROJECT_HEADER, check_socket_file, ensure_daemon, error_from, error_of
 from elsabro.store.query import Query
 
 log = logging.getLogger("elsabro.bus")
@@ -55,6 +55,7 @@ class ClientBackend:
     async def start(self) -> None:
         if self.start_daemon:
             await self._revive()
+        check_socket_file(self.settings.socket_path)  # never talk to another user's socket
         self._http = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(self.settings.socket_path)),
             base_url="http://elsabro",

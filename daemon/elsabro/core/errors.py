@@ -11,6 +11,7 @@
     │   ├── NotFound              no such route or object (404)
     │   ├── PayloadTooLarge       body over the size limit (413)
     │   ├── Unauthorized          no valid token on the loopback TCP listener (401)
+    │   ├── RequestTimeout        a request's head or body did not arrive in time (408)
     │   └── Busy                  the project's write queue is full; retry shortly (503)
     ├── StoreError                the log cannot take writes
     │   ├── WriteFailed           a write or fsync failed; the writer stopped (fail closed) (507)
@@ -103,6 +104,13 @@ class Unauthorized(RequestError):
 
     code = "unauthorized"
     http_status = 401
+
+
+class RequestTimeout(RequestError):
+    """A request's head or body did not arrive within its deadline (a client sending too slowly)."""
+
+    code = "request_timeout"
+    http_status = 408
 
 
 class PayloadTooLarge(RequestError):

@@ -4,7 +4,8 @@ The socket path follows one rule that the POSIX hook computes too (hooks/elsabro
 
     $ELSABRO_SOCKET                                  if set, else
     $XDG_RUNTIME_DIR/elsabro/daemon.sock             if XDG_RUNTIME_DIR is set, else
-    $HOME/.local/state/elsabro/daemon.sock
+    $HOME/.local/state/elsabro/daemon.sock           if HOME is set, else
+    refused (UsageError): never a directory shared by all users such as /tmp
 
 Every numeric setting can be overridden with an environment variable named
 `ELSABRO_` plus the field name in upper case (`ELSABRO_SEGMENT_MAX_BYTES=1048576`).
@@ -20,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 
 from elsabro.core.errors import UsageError
+from elsabro.core.jsonbody import MAX_JSON_NODES
 
 # AF_UNIX paths are limited to 108 bytes on Linux and 104 on macOS, terminator included.
 MAX_SOCKET_PATH_BYTES = 103
@@ -28,8 +30,16 @@ MAX_SOCKET_PATH_BYTES = 103
 def socket_path_from_env(env: Mapping[str, str]) -> Path:
     if env.get("ELSABRO_SOCKET"):
         return Path(env["ELSABRO_SOCKET"])
-    runtime = env.get("XDG_RUNTIME_DIR") or os.path.join(env.get("HOME", "/tmp"), ".local", "state")
-    return Path(runtime) / "elsabro" / "daemon.sock"
+    if env.get("XDG_RUNTIME_DIR"):
+        return Path(env["XDG_RUNTIME_DIR"]) / "elsabro" / "daemon.sock"
+    if env.get("HOME"):
+        return Path(env["HOME"]) / ".local" / "state" / "elsabro" / "daemon.sock"
+    # Never a shared fallback such as /tmp: another user could make the directory first and
+    # answer for the daemon, or have events sent to them.
+    raise UsageError(
+        "no private place for the daemon's socket: neither XDG_RUNTIME_DIR nor HOME is set; "
+        "set one of them, or ELSABRO_SOCKET"
+    )
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,19 @@ class Settings:
     recent_records: int = 4_096
     # A connection that sends nothing for this long is closed (stalled clients).
     idle_timeout_s: float = 30.0
+    # A request's line and headers must be whole this long after the connection opens (or after
+    # the request's first byte on a kept-alive connection), and its body this long after them:
+    # a client trickling a byte now and then is dropped, not kept forever.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    # Connections served at once on the Unix socket, and on the TCP listener; more are closed at
+    # once, unread. The TCP listener is open to every local user, so its limit is small: a flood
+    # there costs bounded memory and descriptors, and the owner's socket keeps its own.
+    max_connections: int = 1024
+    max_tcp_connections: int = 64
+    # Values (objects, arrays, scalars) in one JSON body: each costs memory when parsed, far more
+    # than its bytes (five million empty lists fit in 16 MiB). Hook payloads hold a few hundred.
+    max_json_nodes: int = MAX_JSON_NODES
     shutdown_timeout_s: float = 10.0
     start_timeout_s: float = 10.0
     # 0: the Unix socket only. Otherwise the daemon also listens on 127.0.0.1:<port> (never another

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -21,6 +23,30 @@ from elsabro.core.errors import BY_CODE, DaemonError, DaemonNotRunning, DaemonSt
 from elsabro.core.settings import Settings
 
 PROJECT_HEADER = "Elsabro-Project"
+
+
+def check_socket_file(path: Path) -> bool:
+    """Whether the daemon's socket exists; DaemonError if what is there is not ours to use.
+
+    One lstat: cheap enough for every call of the CLI. A socket of another user may be a
+    stranger listening for our events (and answering for the daemon); a regular file or a
+    link at the path was put there by someone else's mistake and must not be replaced.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # a directory we may not search, a file where a directory should be
+        raise DaemonError(
+            f"cannot use {path}: {exc.strerror}; set ELSABRO_SOCKET to a path of yours"
+        ) from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise DaemonError(f"{path} exists and is not a socket; set ELSABRO_SOCKET to another path")
+    if info.st_uid != os.getuid():
+        raise DaemonError(
+            f"{path} belongs to another user (uid {info.st_uid}); set ELSABRO_SOCKET to a path of yours"
+        )
+    return True
 
 
 class _Response:
@@ -82,6 +108,8 @@ class Client:
         self.timeout_s = timeout_s
 
     def _open(self, method: str, path: str, body: bytes | None, timeout_s: float | None) -> _Response:
+        if not check_socket_file(self.settings.socket_path):
+            raise DaemonNotRunning(f"no elsabro daemon on {self.settings.socket_path}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout_s)
         try:

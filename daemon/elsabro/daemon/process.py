@@ -4,7 +4,8 @@ Lifecycle, in order:
   startup   take the lock (one instance at a time: an flock, released by the kernel
             when the process dies, so no stale pid file can block a restart), bind the
             socket owner-only inside an owner-only directory, signal `ready`.
-  serve     accept connections; refuse peers of another uid where the OS tells it.
+  serve     accept connections, up to a limit per listener; refuse peers of another uid
+            where the OS tells it.
   shutdown  stop accepting, let requests in flight finish (bounded), write and fsync
             everything accepted, close the logs, remove the socket, release the lock.
 
@@ -20,13 +21,14 @@ import hmac
 import logging
 import logging.handlers
 import os
+import resource
 import secrets
 import signal
 import socket
 import struct
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -38,7 +40,8 @@ from elsabro.core import durable
 from elsabro.core.errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError, Unauthorized
 from elsabro.core.model import Event
 from elsabro.core.settings import Settings
-from elsabro.daemon.http import Request, Response, serve_connection
+from elsabro.daemon.client import check_socket_file
+from elsabro.daemon.http import Authorize, Request, Response, serve_connection
 from elsabro.daemon.server import Server
 from elsabro.daemon.watcher import Watcher
 from elsabro.ingest.spool import is_spool_file, pending, spool_dir
@@ -70,6 +73,26 @@ def prepare_socket_dir(path: Path) -> None:
         raise DaemonError(f"{path} belongs to another user; set ELSABRO_SOCKET to a directory of yours")
     if info.st_mode & 0o077:
         os.chmod(path, 0o700)
+
+
+def listen_backlog() -> int:
+    """The system's largest listen backlog: a burst of hooks connecting at once is queued by
+    the kernel, not refused (asyncio's default of 100 refused the rest of 1,000)."""
+    try:
+        return max(int(Path("/proc/sys/net/core/somaxconn").read_text()), socket.SOMAXCONN)
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+def raise_open_files_limit() -> None:
+    """Soft limit on open files up to the hard one: the connection limits, not a default soft
+    limit of 1,024 shared with segments and watches, decide how many clients are served."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # macOS refuses an infinite soft limit for open files.
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def acquire_lock(lock_path: Path) -> int:
@@ -109,6 +132,8 @@ class Daemon:
         self._tcp_server: asyncio.base_events.Server | None = None
         self._token = ""
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._open = {"unix": 0, "tcp": 0}  # connections served now, per listener
+        self._refused_at = 0.0  # when a refusal over the limit was last logged
         self._lock_fd: int | None = None
         self._in_flight = 0
         self._app = Server(self.projects, self.status, self.request_stop)
@@ -141,15 +166,19 @@ class Daemon:
     async def startup(self) -> None:
         settings = self.settings
         settings.check_socket_path()
+        check_socket_file(settings.socket_path)  # a file that is not our socket is never touched
         prepare_socket_dir(settings.socket_path.parent)
         self._lock_fd = acquire_lock(settings.lock_path)
-        with contextlib.suppress(FileNotFoundError):
+        raise_open_files_limit()
+        if check_socket_file(settings.socket_path):
             settings.socket_path.unlink()  # left by a daemon that was killed; the lock says it is gone
         if settings.tcp_port:  # before the socket: a daemon that answers has all its listeners
             await self._listen_on_loopback()
         old_umask = os.umask(0o177)  # the socket is born 0600: no window where others may connect
         try:
-            self._server = await asyncio.start_unix_server(self._accept, path=str(settings.socket_path))
+            self._server = await asyncio.start_unix_server(
+                self._accept, path=str(settings.socket_path), backlog=listen_backlog()
+            )
         finally:
             os.umask(old_umask)
         os.chmod(settings.socket_path, 0o600)
@@ -186,8 +215,13 @@ class Daemon:
     async def _listen_on_loopback(self) -> None:
         """The optional TCP listener: 127.0.0.1 only, and a bearer token on every request."""
         self._token = await asyncio.to_thread(load_token, self.settings.token_path)
+        # Its backlog is its connection limit: asyncio accepts up to `backlog` connections at a
+        # time before any is served (or refused), so a flood would hold that many descriptors.
         self._tcp_server = await asyncio.start_server(
-            self._accept_tcp, host="127.0.0.1", port=self.settings.tcp_port
+            self._accept_tcp,
+            host="127.0.0.1",
+            port=self.settings.tcp_port,
+            backlog=min(listen_backlog(), self.settings.max_tcp_connections),
         )
         log.info(
             "also listening on 127.0.0.1:%d (token in %s)", self.settings.tcp_port, self.settings.token_path
@@ -289,37 +323,55 @@ class Daemon:
             log.warning("refused a connection from uid %d", uid)
             writer.close()
             return
-        await self._serve(reader, writer, self._handle)
+        await self._serve(reader, writer, "unix", self.settings.max_connections, None)
 
     async def _accept_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """A loopback TCP connection: any local user can connect, so each request shows the token."""
-        await self._serve(reader, writer, self._handle_with_token)
+        """A loopback TCP connection: any local user can connect, so each request shows the token,
+        in its head, before any of its body is read."""
+        await self._serve(reader, writer, "tcp", self.settings.max_tcp_connections, self._check_token)
 
     async def _serve(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        app: Callable[[Request], Awaitable[Response]],
+        listener: str,
+        limit: int,
+        authorize: Authorize | None,
     ) -> None:
+        if self._open[listener] >= limit:
+            writer.transport.abort()  # at once: nothing read, nothing held
+            self._log_refusal(listener, limit)
+            return
         task = asyncio.current_task()
         assert task is not None
+        self._open[listener] += 1
         self._connections[task] = writer  # closed at shutdown, which ends the connection's loop
         try:
             await serve_connection(
                 reader,
                 writer,
-                app,
+                self._handle,
                 max_body_bytes=self.settings.max_request_bytes,
                 idle_timeout_s=self.settings.idle_timeout_s,
+                header_timeout_s=self.settings.header_timeout_s,
+                body_timeout_s=self.settings.body_timeout_s,
+                max_json_nodes=self.settings.max_json_nodes,
+                authorize=authorize,
             )
         finally:
             self._connections.pop(task, None)
+            self._open[listener] -= 1
 
-    async def _handle_with_token(self, request: Request) -> Response:
+    def _log_refusal(self, listener: str, limit: int) -> None:
+        now = time.monotonic()
+        if now - self._refused_at >= 60.0:  # a flood must not flood the log too
+            self._refused_at = now
+            log.warning("%s listener: %d connections served already; closing new ones", listener, limit)
+
+    def _check_token(self, request: Request) -> None:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
             raise Unauthorized("send Authorization: Bearer <token>; the token is in the daemon's state dir")
-        return await self._handle(request)
 
     async def _handle(self, request: Request) -> Response:
         # Counted so that shutdown waits for requests in flight, not for idle keep-alives.

@@ -270,15 +270,20 @@ class Server:
     async def _chosen_letters(self, request: Request) -> tuple[Project, list[dict[str, Any]]]:
         """The dead letters a retry or purge names: ids, a subscription, or all."""
         body = _object(request)
+        ids, subscription = body.get("ids"), body.get("subscription")
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            raise BadRequest("ids must be a list of dead-letter ids (strings)")
+        if subscription is not None and not isinstance(subscription, str):
+            raise BadRequest("subscription must be a subscription's name (a string)")
         project = await self.project(request)
-        entries = await asyncio.to_thread(DeadLetters(project.path).entries, body.get("subscription"))
-        if body.get("ids"):
-            wanted = set(body["ids"])
+        entries = await asyncio.to_thread(DeadLetters(project.path).entries, subscription)
+        if ids:
+            wanted = set(ids)
             missing = wanted - {e["id"] for e in entries}
             if missing:
                 raise NotFound(f"no dead letter {sorted(missing)[0]}")
             return project, [e for e in entries if e["id"] in wanted]
-        if body.get("all") or body.get("subscription"):
+        if body.get("all") or subscription:
             return project, entries
         raise BadRequest("name dead letters by ids, a subscription, or all")
 

@@ -132,12 +132,14 @@ def _timestamp(name: str) -> str:
     return format_time(int(digits.ljust(19, "0")) / 1e9)
 
 
-def _read(directory: Path, names: list[str]) -> list[tuple[str, Any]]:
+def _read(directory: Path, names: list[str], max_json_nodes: int) -> list[tuple[str, Any]]:
     """(name, payload) for each file; payload is an exception for a file that is not JSON."""
     out: list[tuple[str, Any]] = []
     for name in names:
         try:
-            out.append((name, parse_json((directory / name).read_bytes())))  # a request's checks
+            out.append(
+                (name, parse_json((directory / name).read_bytes(), max_json_nodes))
+            )  # a request's checks
         except (OSError, BadRequest) as exc:
             out.append((name, exc))
     return out
@@ -317,7 +319,9 @@ class Drainer:
         claimed: list[str] = []  # the spool id is the file name, as the live path records it too
         stored = False
         try:
-            for name, payload in session_start_first(await asyncio.to_thread(_read, self.directory, names)):
+            max_nodes = self.project_log.settings.max_json_nodes
+            read = await asyncio.to_thread(_read, self.directory, names, max_nodes)
+            for name, payload in session_start_first(read):
                 await deliveries.settled(name)  # a live request storing this delivery finishes first
                 if deliveries.is_stored(name):  # stored live, or before a crash cut the last drain short
                     done.append(name)
