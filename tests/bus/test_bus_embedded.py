@@ -10,7 +10,7 @@ import pytest
 
 from elsabro import EventBus, LogInUse, StoredEvent
 from elsabro.store.audit import verify_project
-from support import DaemonProcess, World, run, until, wait_until
+from support import DaemonProcess, World, configure, run, until, wait_until
 
 
 @pytest.mark.parametrize("store", ["file", "sqlite"])
@@ -41,23 +41,11 @@ def test_an_embedded_log_and_its_durable_cursors_outlive_the_bus(world: World, s
 
 
 def test_the_project_config_applies_to_an_embedded_bus(world: World) -> None:
-    (world.project / ".elsabro").mkdir()
-    (world.project / ".elsabro" / "config.json").write_text(
-        json.dumps(
-            {
-                "subscriptions": [
-                    {
-                        "name": "audit",
-                        "topic": "job.run",
-                        "handler": {"type": "append", "path": "audit.jsonl"},
-                    }
-                ]
-            }
-        )
-    )
+    subscription = {"name": "audit", "topic": "job.run", "handler": {"type": "append", "path": "audit.jsonl"}}
+    configure(world, {"subscriptions": [subscription]})
 
     async def scenario() -> None:
-        async with EventBus.embedded("file", world.project) as bus:
+        async with EventBus.embedded("file", world.project, settings=world.settings) as bus:
             stored = await bus.publish("job.run", {"token": "ghp_" + "a" * 36})
             assert stored.payload["token"].startswith("[REDACTED")
             audit = world.project / "audit.jsonl"

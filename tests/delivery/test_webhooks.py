@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import support
 from receiver import Receiver
 from support import DaemonProcess, World, wait_until
 
@@ -20,8 +21,7 @@ WHSEC_NEXT = "whsec_" + base64.b64encode(b"the-next-key-during-a-rotation!!").de
 def configure(world: World, endpoints: list[dict[str, Any]], **webhooks: Any) -> None:
     retry = {"maxAttempts": 3, "backoff": "exponential", "initialDelay": 20, "maxDelay": 200}
     config = {"events": {"webhooks": {"endpoints": endpoints, "retry": retry, **webhooks}}}
-    (world.project / ".elsabro").mkdir(exist_ok=True)
-    (world.project / ".elsabro" / "config.json").write_text(json.dumps(config))
+    support.configure(world, config)
 
 
 def endpoint(receiver: Receiver, name: str, **fields: Any) -> dict[str, Any]:
@@ -265,8 +265,7 @@ def test_a_subscription_can_deliver_through_an_endpoint(
             }
         ],
     }
-    (world.project / ".elsabro").mkdir(exist_ok=True)
-    (world.project / ".elsabro" / "config.json").write_text(json.dumps(config))
+    support.configure(world, config)
     world.client().publish({"topic": "s.t", "payload": {"n": 1}})
     world.client().publish({"topic": "s.t", "payload": {"n": 2}})
     [hit] = wait_until(lambda: receiver.at("/via"), what="the subscription's delivery")
