@@ -44,14 +44,21 @@ class World:
     home: Path
     project: Path
     env: dict[str, str]
-    settings: Settings = field(init=False)
     daemons: list[DaemonProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.settings = Settings.from_env(self.env)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
         # platformdirs reads this process's environment: point the world's settings at the dirs
         # its own daemons and CLI runs use (the world's HOME), never the real user's.
-        self.settings.__dict__.update(_platform_dirs(self.env))
+        value.__dict__.update(_platform_dirs(self.env))
+        self._settings = value
 
     def client(self, project: Path | str | None = None) -> Client:
         return Client(self.settings, str(project or self.project))

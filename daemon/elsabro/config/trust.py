@@ -99,6 +99,8 @@ def read_project_config(project: Path) -> tuple[bytes, str | None]:
         problem = _foreign(os.lstat(project / CONFIG_FILE.parent), ".elsabro/")
     except FileNotFoundError:
         return b"", None
+    except OSError as exc:
+        raise ConfigError(f"{project / CONFIG_FILE.parent}: {exc.strerror}") from None
     path = project / CONFIG_FILE
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
