@@ -154,6 +154,8 @@ def test_410_gone_disables_the_endpoint(world: World, daemon: DaemonProcess, rec
         lambda: "410" in (world.home / ".local/state/elsabro/log/daemon.log").read_text(), what="log line"
     )
     assert len(receiver.at("/gone")) == 1  # one attempt, no retries, nothing more
+    # elsabro's own edit keeps the config trusted: its other handlers go on running.
+    assert "trusted: " in world.cli("trust", "--show").stdout
 
 
 def test_429_waits_for_retry_after(world: World, daemon: DaemonProcess, receiver: Receiver) -> None:
