@@ -54,6 +54,23 @@ def test_the_project_config_applies_to_an_embedded_bus(world: World) -> None:
     run(scenario())
 
 
+def test_an_untrusted_project_config_runs_no_handler_in_an_embedded_bus(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    subscription = {"name": "audit", "topic": "job.run", "handler": {"type": "append", "path": "audit.jsonl"}}
+    configure(world, {"subscriptions": [subscription]}, trusted=False)
+
+    async def scenario() -> None:
+        async with EventBus.embedded("file", world.project, settings=world.settings) as bus:
+            await bus.publish("job.run", {"n": 1})
+            assert bus._backend.project.dispatcher.consumers == {}  # type: ignore[attr-defined]
+
+    with caplog.at_level("WARNING", logger="elsabro.bus"):
+        run(scenario())
+    assert f"config of {world.project} is not trusted: run `elsabro trust`" in caplog.text
+    assert not (world.project / "audit.jsonl").exists()
+
+
 def test_one_writer_per_log(world: World, daemon: DaemonProcess) -> None:
     client = world.client()
     client.publish({"topic": "a.b"})  # the daemon now serves the project
