@@ -139,6 +139,16 @@ class World:
     def client(self, project: Path | None = None, timeout_s: float = 60.0) -> Client:
         return Client(self.settings, str(project) if project else None, timeout_s=timeout_s)
 
+    def trust(self, project: Path) -> None:
+        """`elsabro trust` in a project, as its user would once its config is written."""
+        subprocess.run(
+            [sys.executable, "-m", "elsabro", "--project", str(project), "trust"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -201,6 +201,7 @@ def _configured(world: World, name: str, config: dict[str, Any]) -> Path:
     project = world.project(name)
     (project / ".elsabro").mkdir(mode=0o700, exist_ok=True)
     (project / ".elsabro" / "config.json").write_text(json.dumps(config, indent=1))
+    world.trust(project)
     return project
 
 

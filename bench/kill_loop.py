@@ -307,6 +307,7 @@ class Loop:
         }
         self.dot.mkdir(mode=0o700, exist_ok=True)
         (self.dot / "config.json").write_text(json.dumps(config, indent=1))
+        self.world.trust(self.project)
 
     def start_daemon(self) -> None:
         self.daemon = Daemon(self.world).start()

@@ -393,6 +393,7 @@ class LoadRun:
         }
         self.dot.mkdir(mode=0o700, exist_ok=True)
         (self.dot / "config.json").write_text(json.dumps(config, indent=1))
+        self.world.trust(self.project)
 
     def consumers(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self.client().call_json("GET", "/v1/subscriptions")["subscriptions"]

@@ -395,7 +395,7 @@ def _cli(world: World, project: Path, *args: str) -> tuple[float, str]:
     return elapsed_ms, result.stdout
 
 
-def _configure_replay(project: Path) -> None:
+def _configure_replay(world: World, project: Path) -> None:
     """An append subscription for replays, in the config the daemon reads as it opens the project.
 
     It selects every topic, so that a replay of `#` skips nothing. Live, it is not durable:
@@ -413,6 +413,7 @@ def _configure_replay(project: Path) -> None:
     }
     (project / ".elsabro").mkdir(mode=0o700, parents=True, exist_ok=True)
     (project / ".elsabro" / "config.json").write_text(json.dumps(config, indent=1))
+    world.trust(project)
 
 
 def _window(log: GeneratedLog, events: int) -> tuple[str, str]:
@@ -469,7 +470,7 @@ def measure(
     project = world.project("scan")
     log = generate(project, count, sessions, world.settings.segment_max_bytes)
     sessions = len(log.sessions)
-    _configure_replay(project)
+    _configure_replay(world, project)
     found = segments.list_segments(log.events_dir)
     segment_count, log_bytes = len(found), sum(path.stat().st_size for _, path in found)
     open_ms = _check_chain(world, project, log)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from elsabro.config import trust
 from elsabro.core.settings import Settings
 from elsabro.daemon.client import Client, is_running
 
@@ -43,11 +44,21 @@ class World:
     home: Path
     project: Path
     env: dict[str, str]
-    settings: Settings = field(init=False)
     daemons: list[DaemonProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.settings = Settings.from_env(self.env)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        # platformdirs reads this process's environment: point the world's settings at the dirs
+        # its own daemons and CLI runs use (the world's HOME), never the real user's.
+        value.__dict__.update(_platform_dirs(self.env))
+        self._settings = value
 
     def client(self, project: Path | str | None = None) -> Client:
         return Client(self.settings, str(project or self.project))
@@ -82,6 +93,18 @@ class World:
         for path in sorted((self.project / ".elsabro" / "events").glob("segment-*.jsonl")):
             records.extend(json.loads(line) for line in path.read_bytes().splitlines())
         return records
+
+
+def _platform_dirs(env: dict[str, str]) -> dict[str, Path]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        settings = Settings.from_env(env)
+        return {name: getattr(settings, name) for name in ("state_dir", "log_dir", "user_config_file")}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def stop_any_daemon(root: Path) -> None:
@@ -163,9 +186,14 @@ def run_hook(world: World, body: dict[str, Any] | bytes, **env: str) -> subproce
     return subprocess.run(["/bin/sh", str(HOOK)], input=data, env=full_env, capture_output=True, timeout=30)
 
 
-def configure(world: World, config: dict[str, Any]) -> None:
-    (world.project / ".elsabro").mkdir(exist_ok=True)
-    (world.project / ".elsabro" / "config.json").write_text(json.dumps(config))
+def configure(world: World, config: dict[str, Any] | str, *, trusted: bool = True) -> None:
+    """Write the project's config; trusted, as its user would after reading it (`elsabro trust`),
+    unless `trusted=False`. Trust is recorded first: a running daemon never sees it untrusted."""
+    raw = (config if isinstance(config, str) else json.dumps(config)).encode()
+    (world.project / ".elsabro").mkdir(mode=0o700, exist_ok=True)
+    if trusted:
+        trust.record(world.settings.state_dir, world.project, raw)
+    (world.project / ".elsabro" / "config.json").write_bytes(raw)
 
 
 def run(coro: Awaitable[Any]) -> Any:

@@ -10,7 +10,7 @@ import pytest
 
 from elsabro import EventBus, LogInUse, StoredEvent
 from elsabro.store.audit import verify_project
-from support import DaemonProcess, World, run, until, wait_until
+from support import DaemonProcess, World, configure, run, until, wait_until
 
 
 @pytest.mark.parametrize("store", ["file", "sqlite"])
@@ -41,29 +41,34 @@ def test_an_embedded_log_and_its_durable_cursors_outlive_the_bus(world: World, s
 
 
 def test_the_project_config_applies_to_an_embedded_bus(world: World) -> None:
-    (world.project / ".elsabro").mkdir()
-    (world.project / ".elsabro" / "config.json").write_text(
-        json.dumps(
-            {
-                "subscriptions": [
-                    {
-                        "name": "audit",
-                        "topic": "job.run",
-                        "handler": {"type": "append", "path": "audit.jsonl"},
-                    }
-                ]
-            }
-        )
-    )
+    subscription = {"name": "audit", "topic": "job.run", "handler": {"type": "append", "path": "audit.jsonl"}}
+    configure(world, {"subscriptions": [subscription]})
 
     async def scenario() -> None:
-        async with EventBus.embedded("file", world.project) as bus:
+        async with EventBus.embedded("file", world.project, settings=world.settings) as bus:
             stored = await bus.publish("job.run", {"token": "ghp_" + "a" * 36})
             assert stored.payload["token"].startswith("[REDACTED")
             audit = world.project / "audit.jsonl"
             await until(audit.exists, "the config's subscription to append")
 
     run(scenario())
+
+
+def test_an_untrusted_project_config_runs_no_handler_in_an_embedded_bus(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    subscription = {"name": "audit", "topic": "job.run", "handler": {"type": "append", "path": "audit.jsonl"}}
+    configure(world, {"subscriptions": [subscription]}, trusted=False)
+
+    async def scenario() -> None:
+        async with EventBus.embedded("file", world.project, settings=world.settings) as bus:
+            await bus.publish("job.run", {"n": 1})
+            assert bus._backend.project.dispatcher.consumers == {}  # type: ignore[attr-defined]
+
+    with caplog.at_level("WARNING", logger="elsabro.bus"):
+        run(scenario())
+    assert f"config of {world.project} is not trusted: run `elsabro trust`" in caplog.text
+    assert not (world.project / "audit.jsonl").exists()
 
 
 def test_one_writer_per_log(world: World, daemon: DaemonProcess) -> None:

@@ -42,13 +42,13 @@ def test_replay_into_a_command_in_log_order_within_the_time_range(
 
 
 def test_replay_to_a_subscription_leaves_its_cursor_alone(world: World) -> None:
-    live = world.root / "live.jsonl"
+    live = world.project / "live.jsonl"
     subscription = {
         "name": "audit",
         "pattern": "#",
         "filter": "payload.day != `2`",
         "options": {"durable": True},
-        "handler": {"type": "append", "path": str(live)},
+        "handler": {"type": "append", "path": "live.jsonl"},
     }
     configure(world, {"subscriptions": [subscription]})
     DaemonProcess(world).start()

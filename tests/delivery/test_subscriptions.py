@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from elsabro.config import trust
 from elsabro.core.topics import matches
-from support import FIXTURES, REPO, DaemonProcess, World, wait_until
+from support import FIXTURES, REPO, DaemonProcess, World, configure, wait_until
 
 HOOK = REPO / "hooks" / "elsabro-hook.sh"
 FAILED = "event.handler.failed"
@@ -41,7 +42,9 @@ def write_config(world: World, subscriptions: list[dict[str, Any]]) -> None:
     path = config_path(world)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     temporary = path.with_name("config.json.partial")
-    temporary.write_text(json.dumps({"subscriptions": subscriptions}, indent=1))
+    raw = json.dumps({"subscriptions": subscriptions}, indent=1)
+    temporary.write_text(raw)
+    trust.record(world.settings.state_dir, world.project, raw.encode())  # as `elsabro trust` would
     os.replace(temporary, path)
 
 
@@ -738,8 +741,7 @@ def test_an_internal_failure_leaves_the_subscription_visibly_stalled_not_skipped
         "options": {"maxRetries": 0},
         "handler": {"type": "exec", "argv": ["sh", "-c", "exit 1"]},
     }
-    (world.project / ".elsabro").mkdir(exist_ok=True)
-    (world.project / ".elsabro" / "config.json").write_text(json.dumps({"subscriptions": [failing]}))
+    configure(world, {"subscriptions": [failing]})
     (world.project / ".elsabro" / "deadletters.jsonl").mkdir()  # not a file: every append fails
     world.client().publish({"topic": "p.x"})
 

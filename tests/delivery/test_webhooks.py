@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import support
 from receiver import Receiver
 from support import DaemonProcess, World, wait_until
 
@@ -20,8 +21,7 @@ WHSEC_NEXT = "whsec_" + base64.b64encode(b"the-next-key-during-a-rotation!!").de
 def configure(world: World, endpoints: list[dict[str, Any]], **webhooks: Any) -> None:
     retry = {"maxAttempts": 3, "backoff": "exponential", "initialDelay": 20, "maxDelay": 200}
     config = {"events": {"webhooks": {"endpoints": endpoints, "retry": retry, **webhooks}}}
-    (world.project / ".elsabro").mkdir(exist_ok=True)
-    (world.project / ".elsabro" / "config.json").write_text(json.dumps(config))
+    support.configure(world, config)
 
 
 def endpoint(receiver: Receiver, name: str, **fields: Any) -> dict[str, Any]:
@@ -154,6 +154,8 @@ def test_410_gone_disables_the_endpoint(world: World, daemon: DaemonProcess, rec
         lambda: "410" in (world.home / ".local/state/elsabro/log/daemon.log").read_text(), what="log line"
     )
     assert len(receiver.at("/gone")) == 1  # one attempt, no retries, nothing more
+    # elsabro's own edit keeps the config trusted: its other handlers go on running.
+    assert "trusted: " in world.cli("trust", "--show").stdout
 
 
 def test_429_waits_for_retry_after(world: World, daemon: DaemonProcess, receiver: Receiver) -> None:
@@ -265,8 +267,7 @@ def test_a_subscription_can_deliver_through_an_endpoint(
             }
         ],
     }
-    (world.project / ".elsabro").mkdir(exist_ok=True)
-    (world.project / ".elsabro" / "config.json").write_text(json.dumps(config))
+    support.configure(world, config)
     world.client().publish({"topic": "s.t", "payload": {"n": 1}})
     world.client().publish({"topic": "s.t", "payload": {"n": 2}})
     [hit] = wait_until(lambda: receiver.at("/via"), what="the subscription's delivery")

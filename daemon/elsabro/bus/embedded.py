@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from elsabro.bus.subscriber import Subscriber
-from elsabro.config import files as config_files
+from elsabro.config import trust
 from elsabro.core.errors import UsageError
 from elsabro.core.model import PublishRequest
 from elsabro.core.settings import Settings
@@ -31,6 +32,8 @@ from elsabro.delivery.members import Member
 from elsabro.projects.project import Project
 from elsabro.store.backends import open_store
 from elsabro.store.query import Query
+
+log = logging.getLogger("elsabro.bus")
 
 STORES = ("memory", "file", "sqlite")
 
@@ -79,10 +82,14 @@ class EmbeddedBackend:
         store = open_store(directory, self.store, ".elsabro/events", self.settings)
         await asyncio.to_thread(project.open, store)
         project.log.start()
-        if self.path is not None:  # a real project: its config applies as in the daemon
-            project.apply(
-                await asyncio.to_thread(config_files.load, directory, self.settings.user_config_file)
+        if self.path is not None:  # a real project: its config applies as in the daemon, trust too
+            settings = self.settings
+            loaded = await asyncio.to_thread(
+                trust.load, directory, settings.user_config_file, settings.state_dir
             )
+            project.apply(loaded.config, loaded.message(directory))
+            if project.untrusted:
+                log.warning("%s", project.untrusted)
         self._project = project
 
     async def close(self) -> None:

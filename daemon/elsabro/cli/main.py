@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from elsabro.cli import log as cli_log
     from elsabro.cli import subscriptions as cli_subscriptions
+    from elsabro.cli import trust as cli_trust
     from elsabro.cli import views as cli_views
     from elsabro.cli import webhooks as cli_webhooks
 
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_views.register(commands)
     cli_subscriptions.register(commands)
     cli_webhooks.register(commands)
+    cli_trust.register(commands)
     return parser
 
 

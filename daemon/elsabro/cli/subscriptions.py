@@ -73,7 +73,10 @@ def cmd_subscriptions(ctx: Context, args: argparse.Namespace) -> int:
         )
         print("ok" if result["ok"] else f"failed: {result['error']}")
         return 0 if result["ok"] else 1
-    rows = ctx.with_daemon(lambda c: c.call_json("GET", "/v1/subscriptions"))["subscriptions"]
+    answer = ctx.with_daemon(lambda c: c.call_json("GET", "/v1/subscriptions"))
+    rows = answer["subscriptions"]
+    if answer.get("untrusted"):
+        print(f"elsabro: {answer['untrusted']}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

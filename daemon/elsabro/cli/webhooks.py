@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,33 +42,45 @@ def _endpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_webhooks(ctx: Context, args: argparse.Namespace) -> int:
-    from elsabro.config import edit, files
+    from elsabro.config import files
     from elsabro.delivery import webhooks
 
     project, user_file = Path(ctx.project), ctx.settings.user_config_file
-    if args.action in ("add", "update", "remove") and not args.id:
-        raise UsageError(f"webhooks {args.action} needs an endpoint id")
-    if args.action == "add":
-        if not args.url:
-            raise UsageError("webhooks add needs --url")
-        edit.add_endpoint(project, {"id": args.id, **_endpoint_fields(args)}, user_file)
-        print(f"added webhook endpoint {args.id}")
-    elif args.action == "update":
-        edit.update_endpoint(project, args.id, _endpoint_fields(args), user_file)
-        print(f"updated webhook endpoint {args.id}")
-    elif args.action == "remove":
-        edit.remove_endpoint(project, args.id, user_file)
-        print(f"removed webhook endpoint {args.id}")
-    elif args.action == "list":
+    if args.action in ("add", "update", "remove"):
+        return _edit(ctx, args)
+    if args.action == "list":
         for endpoint in files.load(project, user_file).events.webhooks.endpoints:
             state = "enabled" if endpoint.enabled else "disabled"
             events = ",".join(endpoint.events)
             url = webhooks.safe_url(endpoint.url)
             print(f"{endpoint.id:<16} {state:<9} {endpoint.format:<12} {url:<40} {events}")
-    elif args.action == "deliveries":
+        return 0
+    if args.action == "deliveries":
         return _print_deliveries(project, args)
+    return _resend(ctx, args)
+
+
+def _edit(ctx: Context, args: argparse.Namespace) -> int:
+    from elsabro.config import edit, trust
+
+    project, user_file, state_dir = Path(ctx.project), ctx.settings.user_config_file, ctx.settings.state_dir
+    if not args.id:
+        raise UsageError(f"webhooks {args.action} needs an endpoint id")
+    if args.action == "add":
+        if not args.url:
+            raise UsageError("webhooks add needs --url")
+        edit.add_endpoint(project, {"id": args.id, **_endpoint_fields(args)}, user_file, state_dir)
+        print(f"added webhook endpoint {args.id}")
+    elif args.action == "update":
+        edit.update_endpoint(project, args.id, _endpoint_fields(args), user_file, state_dir)
+        print(f"updated webhook endpoint {args.id}")
     else:
-        return _resend(ctx, args)
+        edit.remove_endpoint(project, args.id, user_file, state_dir)
+        print(f"removed webhook endpoint {args.id}")
+    # An edit of a config that was not trusted leaves it untrusted: say so.
+    untrusted = trust.load(project, user_file, state_dir).message(project)
+    if untrusted:
+        print(f"elsabro: {untrusted}", file=sys.stderr)
     return 0
 
 

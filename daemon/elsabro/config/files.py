@@ -43,11 +43,18 @@ def _name_key(subscription: dict[str, Any], position: int) -> str | int:
 def read_json(path: Path) -> dict[str, Any]:
     """A config file's JSON; a missing file is an empty config."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
+    return parse_json(raw, path)
+
+
+def parse_json(raw: bytes, path: Path) -> dict[str, Any]:
+    """A config file's bytes as its JSON object (`path` names it in errors)."""
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
@@ -62,8 +69,13 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def load(project: Path, user_file: Path) -> ProjectConfig:
-    """The project's effective configuration, or ConfigError listing every mistake."""
-    data = merge(read_json(user_file), read_json(project / CONFIG_FILE))
+    """The project's effective configuration as written, trusted or not (trust.py decides what
+    of it runs), or ConfigError listing every mistake."""
+    return validate(merge(read_json(user_file), read_json(project / CONFIG_FILE)))
+
+
+def validate(data: dict[str, Any]) -> ProjectConfig:
+    """Merged config data as a ProjectConfig, or ConfigError listing every mistake."""
     try:
         return ProjectConfig.model_validate(data)
     except ValidationError as exc:

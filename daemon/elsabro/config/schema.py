@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 import jmespath
@@ -45,9 +46,14 @@ class StoreConfig(_Strict):
     backend: Literal["file", "sqlite", "memory"] = Field(
         default="file", description="read when the daemon opens the project; a change needs a restart"
     )
-    path: str = ".elsabro/events"
+    path: str = Field(default=".elsabro/events", description="relative to the project, and inside it")
     retention: Retention = Retention()
     snapshots: Snapshots = Snapshots()
+
+    @field_validator("path")
+    @classmethod
+    def _path_inside(cls, value: str) -> str:
+        return inside_project(value)
 
 
 class BusConfig(_Strict):
@@ -125,15 +131,25 @@ class ExecHandler(_Strict):
 
     type: Literal["exec"]
     argv: list[str] = Field(min_length=1)
-    cwd: str | None = None
+    cwd: str | None = Field(default=None, description="relative to the project, and inside it")
     env: dict[str, str] = {}
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd_inside(cls, value: str | None) -> str | None:
+        return value if value is None else inside_project(value)
 
 
 class AppendHandler(_Strict):
-    """Append the event as one JSON line to a file (relative paths are under the project)."""
+    """Append the event as one JSON line to a file of the project."""
 
     type: Literal["append"]
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1, description="relative to the project, and inside it")
+
+    @field_validator("path")
+    @classmethod
+    def _path_inside(cls, value: str) -> str:
+        return inside_project(value)
 
 
 class PublishHandler(_Strict):
@@ -283,6 +299,16 @@ class ProjectConfig(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def inside_project(value: str) -> str:
+    """A path that stays in the project as written: relative, no `..`. Symbolic links are
+    checked when the handler runs (delivery/handlers.py), since one may be planted later."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    if value.startswith(("/", "~")) or ".." in PurePosixPath(value).parts:
+        raise ValueError(f"must be a path inside the project (relative, without ..), not {value!r}")
+    return value
 
 
 def _checked(check: Any, value: str) -> str:

@@ -52,10 +52,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def append(path: Path, data: bytes) -> None:
-    """Append `data` to `path` (created owner-only) and fdatasync it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+def append(path: Path, data: bytes, *, follow_symlinks: bool = True) -> None:
+    """Append `data` to `path` (created owner-only) and fdatasync it. Without `follow_symlinks`,
+    a symbolic link at `path` itself is refused (OSError ELOOP)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    fd = os.open(path, flags if follow_symlinks else flags | os.O_NOFOLLOW, 0o600)
     try:
         _write_all(fd, data)
         os.fdatasync(fd)

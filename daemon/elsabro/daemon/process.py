@@ -34,7 +34,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from elsabro.config import files as config_files
+from elsabro.config import trust
 from elsabro.config.files import CONFIG_FILE
 from elsabro.core import durable
 from elsabro.core.errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError, Unauthorized
@@ -228,7 +228,8 @@ class Daemon:
         )
 
     def _watch_user_config(self) -> None:
-        """The user's config is merged under every project's: a change reloads them all."""
+        """The user's config is merged under every project's, and the record of trusted configs
+        decides what of each runs: a change of either reloads them all."""
         loop = asyncio.get_running_loop()
         user_file = self.settings.user_config_file
 
@@ -240,6 +241,8 @@ class Daemon:
             loop.call_soon_threadsafe(reload_all)
 
         self._watcher.watch(user_file.parent, lambda name: name == user_file.name, changed)
+        # `elsabro trust` and `--revoke` take effect at once: every open project's config is re-read.
+        self._watcher.watch(self.settings.state_dir, lambda name: name == trust.TRUST_FILE, changed)
 
     async def _open_spooled_projects(self) -> None:
         """Pick up events hooks spooled while no daemon ran: open those projects now."""
@@ -278,14 +281,22 @@ class Daemon:
         )
 
     async def _load_config(self, project: Project) -> None:
-        """Apply the project's config; an invalid one keeps the last good one running."""
-        config = project.config
+        """Apply the project's config, its handlers only once trusted; an invalid one keeps the
+        last good one running."""
+        settings = self.settings
         try:
-            config = await asyncio.to_thread(config_files.load, project.path, self.settings.user_config_file)
+            loaded = await asyncio.to_thread(
+                trust.load, project.path, settings.user_config_file, settings.state_dir
+            )
         except ConfigError as exc:
             log.error("invalid config for %s, keeping the last good one: %s", project.path, exc)
             await project.log.append([config_invalid(project.path, exc.details)])
-        project.apply(config)
+            project.apply(project.config, project.untrusted)
+            return
+        untrusted = loaded.message(project.path)
+        if untrusted:
+            log.warning("%s", untrusted)
+        project.apply(loaded.config, untrusted)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -194,7 +194,8 @@ class Server:
 
     async def subscriptions(self, request: Request) -> Response:
         project = await self.project(request)
-        return Response.json({"subscriptions": project.dispatcher.status()})
+        # `untrusted`: why the config's own subscriptions and endpoints are not running, if so.
+        return Response.json({"subscriptions": project.dispatcher.status(), "untrusted": project.untrusted})
 
     async def test_subscription(self, request: Request) -> Response:
         """Run one subscription's handler once on a given event; cursors stay as they are."""
@@ -313,6 +314,8 @@ class Server:
         project = await self.project(request)
         policy = project.config.events.store.retention
         if policy.max_events is None and policy.max_age is None:
+            if project.untrusted:  # the project's own policy waits for trust
+                raise BadRequest(f"no retention policy in force: {project.untrusted}")
             raise BadRequest("no retention policy: set events.store.retention.maxEvents or maxAge")
         removal = await project.apply_retention()
         return Response.json({"removed": removal.to_json() if removal else None})

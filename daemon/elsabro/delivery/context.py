@@ -1,8 +1,8 @@
 """What delivery needs of an open project, as an interface: projects.Project provides it.
 
-Delivery sits below the project that wires it up, so it names only these four things:
+Delivery sits below the project that wires it up, so it names only these things:
 where the project is, its log (to read from and to publish derived events to), its
-current config, and the HTTP client its webhooks share.
+current config, the HTTP client its webhooks share, and the settings.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from elsabro.config.schema import ProjectConfig
+from elsabro.core.settings import Settings
 from elsabro.store.log import ProjectLog
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ class ProjectContext(Protocol):
     log: ProjectLog
     config: ProjectConfig
     clients: Clients
+    settings: Settings  # the user's: where the record of trusted configs is (a 410 Gone edits one)
 
 
 class Clients:

@@ -90,6 +90,10 @@ def endpoint_groups(config: ProjectConfig, clients: Clients) -> dict[str, list[M
 async def disable_endpoint(project: ProjectContext, endpoint_id: str) -> None:
     """Persist `enabled: false` for an endpoint of the project's config, and say so in the log."""
     try:
-        await asyncio.to_thread(update_endpoint, project.path, endpoint_id, {"enabled": False})
+        # elsabro's own edit: a trusted config stays trusted (config/edit.py).
+        state_dir = project.settings.state_dir
+        await asyncio.to_thread(
+            update_endpoint, project.path, endpoint_id, {"enabled": False}, None, state_dir
+        )
     except Exception as exc:  # the endpoint may live in the user's config: it stays disabled in memory
         log.warning("could not write enabled: false for webhook %s: %s", endpoint_id, exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -54,7 +55,7 @@ async def run(handler: Handler, delivery: Delivery, project: ProjectContext, tim
 
 async def _other(handler: Handler, delivery: Delivery, project: ProjectContext) -> None:
     if isinstance(handler, AppendHandler):
-        await asyncio.to_thread(_append, project.path / handler.path, delivery.record)
+        await asyncio.to_thread(_append, project.path, handler.path, delivery.record)
     elif isinstance(handler, PublishHandler):
         await project.log.append([derived(handler.topic, delivery)])
     elif isinstance(handler, WebhookHandler):
@@ -84,8 +85,26 @@ def derived(topic: str, delivery: Delivery) -> Event:
     )
 
 
-def _append(path: Path, record: dict[str, Any]) -> None:
-    durable.append(path, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+def inside(project: Path, relative: str, what: str) -> Path:
+    """`relative` under the project, its directories resolved, or HandlerError if that leaves the
+    project: a `..`, an absolute path, or a symbolic link that points out (planted any time)."""
+    root = os.path.realpath(project)
+    target = os.path.join(root, relative)
+    parent = os.path.realpath(os.path.dirname(target))
+    if os.path.commonpath([root, parent]) != root:
+        raise HandlerError(f"{what} {relative!r} leads outside the project ({parent}): refused")
+    return Path(parent) / os.path.basename(target)
+
+
+def _append(project: Path, relative: str, record: dict[str, Any]) -> None:
+    path = inside(project, relative, "append path")
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    try:
+        durable.append(path, line, follow_symlinks=False)  # a final symlink could point anywhere
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise HandlerError(f"append path {relative!r} is a symbolic link: refused") from None
+        raise
 
 
 async def _exec(handler: ExecHandler, delivery: Delivery, project: Path, timeout_s: float) -> None:
@@ -106,7 +125,7 @@ async def _exec(handler: ExecHandler, delivery: Delivery, project: Path, timeout
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            cwd=project / handler.cwd if handler.cwd else project,
+            cwd=_cwd(project, handler.cwd),
             env=env,
             start_new_session=True,  # its own process group, killed whole at the timeout
         )
@@ -125,6 +144,16 @@ async def _exec(handler: ExecHandler, delivery: Delivery, project: Path, timeout
         detail = stderr[-_STDERR_BYTES:].decode("utf-8", "replace").strip()
         last = detail.splitlines()[-1] if detail else ""
         raise HandlerError(f"exit {process.returncode}" + (f": {last}" if last else ""), detail)
+
+
+def _cwd(project: Path, cwd: str | None) -> Path:
+    if not cwd:
+        return project
+    root = os.path.realpath(project)
+    resolved = os.path.realpath(os.path.join(root, cwd))  # every part: a symlink out is refused too
+    if os.path.commonpath([root, resolved]) != root:
+        raise HandlerError(f"exec cwd {cwd!r} leads outside the project ({resolved}): refused")
+    return Path(resolved)
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:

@@ -2,7 +2,7 @@
 
 curl and sh present -> socket path usable -> daemon up (started if need be) -> the hook
 registered (plugin or settings) -> a test event sent through the real forwarder lands
-in the project's log.
+in the project's log -> the project's config is valid and, if it has handlers, trusted.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from elsabro.config import trust
 from elsabro.core.errors import ElsabroError
 from elsabro.core.settings import Settings
 from elsabro.daemon import client
@@ -35,6 +36,7 @@ def run_checks(settings: Settings, project: Path, home: Path | None = None) -> l
     checks.append(_registered(project, home))
     if checks[-2].ok:
         checks.append(_round_trip(settings, project))
+    checks.append(_config(settings, project))
     return checks
 
 
@@ -77,6 +79,18 @@ def _registered(project: Path, home: Path | None) -> Check:
         False,
         "not registered: `claude plugin install elsabro@elsabro` or `elsabro hooks install --user`",
     )
+
+
+def _config(settings: Settings, project: Path) -> Check:
+    """Valid, and trusted if it asks for handlers (config/trust.py)."""
+    try:
+        loaded = trust.load(project, settings.user_config_file, settings.state_dir)
+    except ElsabroError as exc:
+        return Check("config", False, str(exc))
+    untrusted = loaded.message(project)
+    if untrusted:
+        return Check("config", False, untrusted)
+    return Check("config", True, "trusted" if loaded.needs_trust else "needs no trust (no handlers)")
 
 
 def _round_trip(settings: Settings, project: Path) -> Check:

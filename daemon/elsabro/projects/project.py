@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -66,6 +67,25 @@ def check_project_dir(raw: str | None) -> Path:
     return path
 
 
+def prepare_dir(directory: Path) -> None:
+    """Create `.elsabro/` owner-only, take group and others' access off one of the user's, and
+    refuse one that is a symbolic link or another user's (a clone or a shared directory may
+    bring either; the log would land where someone else chose)."""
+    # Owner-only: the log is an audit trail of what the agent did, files and commands included.
+    directory.mkdir(mode=0o700, exist_ok=True)
+    info = directory.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise ProjectError(f"{directory} is not a directory of its own (a symbolic link?): remove it")
+    if info.st_uid != os.getuid():
+        raise ProjectError(
+            f"{directory} is owned by uid {info.st_uid}, not by you: elsabro will not use it; "
+            "remove it or take it over (chown)"
+        )
+    if info.st_mode & 0o077:
+        os.chmod(directory, 0o700)
+        log.warning("%s was open to group or others: made owner-only (0700)", directory)
+
+
 class Project:
     """Everything the daemon keeps for one project."""
 
@@ -76,6 +96,7 @@ class Project:
         self.ingest = Ingest(str(path))
         self.drainer = Drainer(path, self.log, self.ingest)
         self.config = ProjectConfig()
+        self.untrusted: str | None = None
         self.clients = Clients()
         self.dispatcher = Dispatcher(self)
         self._lock_fd: int | None = None
@@ -85,8 +106,7 @@ class Project:
 
         The store is the one the project's config names, unless one is given (an embedded bus).
         """
-        # Owner-only: the log is an audit trail of what the agent did, files and commands included.
-        (self.path / ".elsabro").mkdir(mode=0o700, exist_ok=True)
+        prepare_dir(self.path / ".elsabro")
         self._lock_fd = _lock(self.path / WRITER_LOCK)
         try:
             # Read once: a change of backend needs a restart.
@@ -100,10 +120,12 @@ class Project:
         if not gitignore.exists():
             gitignore.write_text(GITIGNORE)
 
-    def apply(self, config: ProjectConfig) -> None:
+    def apply(self, config: ProjectConfig, untrusted: str | None = None) -> None:
         """Run under this config: its redaction for every later write, its subscriptions and
-        webhook endpoints (unchanged ones keep running)."""
+        webhook endpoints (unchanged ones keep running). `untrusted` says why the project's
+        handlers are withheld from it (config/trust.py), if they are."""
         self.config = config
+        self.untrusted = untrusted
         self.log.rules = config.rules()
         self.dispatcher.apply(config)
 
