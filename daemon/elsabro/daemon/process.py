@@ -240,8 +240,13 @@ class Daemon:
         if pending_reload is not None:
             pending_reload.cancel()
         self._reloads[project.path] = asyncio.get_running_loop().call_later(
-            RELOAD_DELAY_S, self._spawn, self._load_config(project)
+            RELOAD_DELAY_S, lambda: self._spawn(self._reload(project))
         )
+
+    async def _reload(self, project: Project) -> None:
+        self._reloads.pop(project.path, None)
+        await self._load_config(project)
+        log.info("config reloaded for %s", project.path)
 
     async def _load_config(self, project: Project) -> None:
         """Apply the project's config; an invalid one keeps the last good one running."""
