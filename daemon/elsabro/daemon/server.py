@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from elsabro.config.schema import one_line
-from elsabro.core.errors import BadRequest, Busy, HandlerError, LogInUse, NotFound, StoreError
+from elsabro.core.errors import BadRequest, Busy, HandlerError, LogCorrupted, LogInUse, NotFound, StoreError
 from elsabro.core.model import PublishRequest, new_event_id, now_iso
 from elsabro.daemon.http import Request, Response
 from elsabro.delivery import pushed, webhooks
@@ -102,6 +102,18 @@ class Server:
     async def project(self, request: Request) -> Project:
         return await self.projects.get(request.headers.get(PROJECT_HEADER))
 
+    async def readable(self, request: Request) -> Project:
+        """The project, for a route that reads its log: a damaged log is an error, not an empty one.
+
+        A log found damaged when the project opened has no readable end (the daemon knows
+        no committed sequence), so its history would read as empty with no hint why.
+        """
+        project = await self.project(request)
+        failure = project.log.failure
+        if isinstance(failure, LogCorrupted):
+            raise LogCorrupted(f"cannot read the event log: {failure}")
+        return project
+
     async def status(self, request: Request) -> Response:
         return Response.json(self._status())
 
@@ -161,7 +173,7 @@ class Server:
 
     async def events(self, request: Request) -> Response:
         query = Query.from_params(request.params)
-        project = await self.project(request)
+        project = await self.readable(request)
         if request.params.get("follow") in ("1", "true"):
             return Response(content_type=NDJSON, stream=follow(project, query))
         upto = project.log.committed_sequence
@@ -298,7 +310,7 @@ class Server:
         if not isinstance(target, dict):
             raise BadRequest('name a target: {"subscription": NAME} | {"exec": [...]} | {"webhook": ID}')
         query = Query.from_params({key: str(value) for key, value in body.items() if value is not None})
-        project = await self.project(request)
+        project = await self.readable(request)
         member = replay_mod.target_member(project, target)
         lines = project.log.matching(query, project.log.committed_sequence)
 
@@ -311,7 +323,7 @@ class Server:
     async def view(self, request: Request) -> Response:
         """A projection's rows, resumed from its snapshot (`elsabro sessions|tasks|agents|stats`)."""
         name = request.path.rsplit("/", 1)[1]
-        project = await self.project(request)
+        project = await self.readable(request)
         snapshots = project.config.events.store.snapshots
         read = project.log.read
         if snapshots.enabled:
@@ -326,7 +338,7 @@ class Server:
         session_id = request.params.get("id")
         if not session_id:
             raise BadRequest("name the session: ?id=SESSION_ID")
-        project = await self.project(request)
+        project = await self.readable(request)
         query = Query(correlation_id=session_id)
         upto = project.log.committed_sequence
         records = await asyncio.to_thread(
