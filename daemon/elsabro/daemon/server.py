@@ -31,7 +31,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from elsabro.config.schema import one_line
-from elsabro.core.errors import BadRequest, Busy, HandlerError, LogCorrupted, LogInUse, NotFound, StoreError
+from elsabro.core.errors import (
+    BadRequest,
+    Busy,
+    ConfigError,
+    HandlerError,
+    LogCorrupted,
+    LogInUse,
+    NotFound,
+    StoreError,
+)
 from elsabro.core.model import PublishRequest, new_event_id, now_iso
 from elsabro.daemon.http import Request, Response
 from elsabro.delivery import pushed, webhooks
@@ -153,7 +162,9 @@ class Server:
         """
         try:
             project = await self.project(request)
-        except LogInUse as exc:  # an embedded bus writes the log now: its spool waits for us
+        except (LogInUse, ConfigError) as exc:
+            # An embedded bus writes the log now, or the config names no store we can open:
+            # the spool keeps the event until the project opens.
             raw = request.headers.get(PROJECT_HEADER)
             await asyncio.to_thread(spool.write, check_project_dir(raw), request.body)
             return Response.json({"spooled": str(exc)}, 202)
