@@ -73,7 +73,11 @@ def cmd_subscriptions(ctx: Context, args: argparse.Namespace) -> int:
         )
         print("ok" if result["ok"] else f"failed: {result['error']}")
         return 0 if result["ok"] else 1
-    rows = ctx.with_daemon(lambda c: c.call_json("GET", "/v1/subscriptions"))["subscriptions"]
+    answer = ctx.with_daemon(lambda c: c.call_json("GET", "/v1/subscriptions"))
+    rows = answer["subscriptions"]
+    warning = config_warning(answer.get("config") or {})
+    if warning:
+        print(f"elsabro: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -86,6 +90,20 @@ def cmd_subscriptions(ctx: Context, args: argparse.Namespace) -> int:
             f"{row['failures']:>8}  {state}" + (f" ({row['lastError']})" if row["lastError"] else "")
         )
     return 0
+
+
+def config_warning(config: dict[str, Any]) -> str | None:
+    """One line on what runs while the project's config is invalid (None when it is valid)."""
+    problems = config.get("problems") or []
+    if not problems:
+        return None
+    running = (
+        "the last good config keeps running"
+        if config.get("running") == "last good config"
+        else "no subscription or webhook runs until it is fixed"
+    )
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"the config is invalid, {running}: {problems[0]}{more}; see `elsabro config check`"
 
 
 def cmd_ack(ctx: Context, args: argparse.Namespace) -> int:

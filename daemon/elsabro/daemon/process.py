@@ -50,7 +50,7 @@ RELOAD_DELAY_S = 0.2
 
 
 def config_invalid(project: Path, problems: list[str]) -> Event:
-    """The `config.invalid` event: what is wrong, while the last good config keeps running."""
+    """The `config.invalid` event: what is wrong (the last good config, if any, keeps running)."""
     payload = {"file": str(project / CONFIG_FILE), "errors": problems}
     return Event.new("config.invalid", payload, metadata={"projectDir": str(project)})
 
@@ -254,8 +254,18 @@ class Daemon:
         try:
             config = await asyncio.to_thread(config_files.load, project.path, self.settings.user_config_file)
         except ConfigError as exc:
-            log.error("invalid config for %s, keeping the last good one: %s", project.path, exc)
+            project.config_problems = exc.details
+            if project.config_valid_once:
+                log.error("invalid config for %s, keeping the last good one: %s", project.path, exc)
+            else:
+                log.error(
+                    "invalid config for %s, no subscription or webhook runs until it is fixed: %s",
+                    project.path,
+                    exc,
+                )
             await project.log.append([config_invalid(project.path, exc.details)])
+        else:
+            project.config_problems, project.config_valid_once = [], True
         project.apply(config)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

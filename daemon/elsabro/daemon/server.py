@@ -196,7 +196,10 @@ class Server:
 
     async def subscriptions(self, request: Request) -> Response:
         project = await self.project(request)
-        return Response.json({"subscriptions": project.dispatcher.status()})
+        config: dict[str, Any] = {"problems": project.config_problems}
+        if project.config_problems:
+            config["running"] = "last good config" if project.config_valid_once else "none"
+        return Response.json({"subscriptions": project.dispatcher.status(), "config": config})
 
     async def test_subscription(self, request: Request) -> Response:
         """Run one subscription's handler once on a given event; cursors stay as they are."""

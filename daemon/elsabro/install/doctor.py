@@ -35,6 +35,7 @@ def run_checks(settings: Settings, project: Path, home: Path | None = None) -> l
     checks.append(_registered(project, home))
     if checks[-2].ok:
         checks.append(_round_trip(settings, project))
+        checks.append(_config(settings, project))
     return checks
 
 
@@ -94,6 +95,25 @@ def _round_trip(settings: Settings, project: Path) -> Check:
     if not found:
         return Check("round trip", False, "the test event did not reach the log; see the daemon's log")
     return Check("round trip", True, f"a test event (hook.elsabro_doctor) reached {project}/.elsabro/events")
+
+
+def _config(settings: Settings, project: Path) -> Check:
+    """Whether the daemon runs the project's config, or refuses it (and what runs instead)."""
+    try:
+        answer = client.Client(settings, str(project), timeout_s=5.0).call_json("GET", "/v1/subscriptions")
+    except ElsabroError as exc:
+        return Check("config", False, str(exc))
+    config = answer.get("config") or {}
+    problems = config.get("problems") or []
+    if not problems:
+        return Check("config", True, f"valid; {len(answer['subscriptions'])} subscriptions and endpoints run")
+    running = (
+        "the last good config keeps running"
+        if config.get("running") == "last good config"
+        else "no subscription or webhook runs"
+    )
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return Check("config", False, f"invalid, {running}: {problems[0]}{more}; see `elsabro config check`")
 
 
 def _path() -> str:

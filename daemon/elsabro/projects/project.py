@@ -76,6 +76,10 @@ class Project:
         self.ingest = Ingest(str(path))
         self.drainer = Drainer(path, self.log, self.ingest)
         self.config = ProjectConfig()
+        # What is wrong with the config file as last read ([] when it is valid), and whether a
+        # valid one was ever applied: an invalid file at start leaves only the defaults running.
+        self.config_problems: list[str] = []
+        self.config_valid_once = False
         self.clients = Clients()
         self.dispatcher = Dispatcher(self)
         self._lock_fd: int | None = None
