@@ -158,14 +158,23 @@ class Dispatcher:
         self._checkpointer: asyncio.Task[None] | None = None
         self._saved: dict[str, int] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        self._forgotten: set[str] = set()  # cursor keys dropped with their subscription or endpoint
 
     def apply(self, config: ProjectConfig) -> None:
         """Run exactly the subscriptions and endpoints of `config`; unchanged consumers keep running."""
         groups = self._groups(config)
+        named = _named_keys(config)
+        gone = []
         for key in [k for k in self.consumers if not k.startswith(API_PREFIX)]:
             if [m.spec for m in self.consumers[key].members] != [m.spec for m in groups.get(key, [])]:
                 self._spawn_stop(self.consumers.pop(key))
-        saved = _read_cursors(self.project.path)
+                gone += [] if key in named else [key]
+        if gone:
+            # Removed from the config: its place in the log goes too, so one re-added under the
+            # same name or id starts at the log's end like any new one, not where the old one was.
+            self._forgotten.update(gone)
+            _drop_cursors(self.project.path, gone)
+        saved = {k: v for k, v in _read_cursors(self.project.path).items() if k not in self._forgotten}
         fresh = [
             self._start(key, members, saved) for key, members in groups.items() if key not in self.consumers
         ]
@@ -182,6 +191,7 @@ class Dispatcher:
         durable = any(m.durable for m in members)
         cursor = saved.get(key, head) if durable else head if after is None else after
         consumer = Consumer(key, members, self.project, max(0, min(cursor, head)))
+        self._forgotten.discard(key)
         self.consumers[key] = consumer
         consumer.start()
         return key if durable and key not in saved else None
@@ -302,6 +312,13 @@ class Dispatcher:
         ]
 
 
+def _named_keys(config: ProjectConfig) -> set[str]:
+    """The cursor keys of everything the config names, whether it runs now or not (a disabled
+    endpoint keeps its cursor: enabled again, it resumes)."""
+    keys = {f"queue:{s.options.queue}" if s.options.queue else f"sub:{s.name}" for s in config.subscriptions}
+    return keys | {f"webhook:{e.id}" for e in config.events.webhooks.endpoints}
+
+
 def _read_cursors(project: Path) -> dict[str, int]:
     try:
         data = json.loads((project / CURSORS).read_text())
@@ -318,3 +335,9 @@ def _merge_cursors(project: Path, cursors: dict[str, int]) -> None:
     with _cursors_lock:
         merged = {**_read_cursors(project), **cursors}
         durable.write_atomically(project / CURSORS, json.dumps(merged, indent=1, sort_keys=True).encode())
+
+
+def _drop_cursors(project: Path, keys: list[str]) -> None:
+    with _cursors_lock:
+        kept = {k: v for k, v in _read_cursors(project).items() if k not in keys}
+        durable.write_atomically(project / CURSORS, json.dumps(kept, indent=1, sort_keys=True).encode())
