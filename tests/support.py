@@ -193,7 +193,10 @@ def configure(world: World, config: dict[str, Any] | str, *, trusted: bool = Tru
     (world.project / ".elsabro").mkdir(mode=0o700, exist_ok=True)
     if trusted:
         trust.record(world.settings.state_dir, world.project, raw)
-    (world.project / ".elsabro" / "config.json").write_bytes(raw)
+    path = world.project / ".elsabro" / "config.json"
+    temporary = path.with_name("config.json.partial")  # replaced whole: a reader never sees half
+    temporary.write_bytes(raw)
+    os.replace(temporary, path)
 
 
 def run(coro: Awaitable[Any]) -> Any:

@@ -192,3 +192,35 @@ def test_a_config_another_user_owns_or_may_write_is_never_trusted(world: World) 
     assert "cannot trust the config" in refused.stderr and "owned by uid 65534" in refused.stderr
     doctor = world.cli("doctor", check=False).stdout
     assert "owned by uid 65534, not by you; its handlers do not run" in doctor
+
+
+def test_a_durable_subscription_paused_by_a_foreign_edit_resumes_where_it_stopped(world: World) -> None:
+    """Untrusted again, the config's handlers stop; trusted again, a durable one catches up on
+    what was published meanwhile (its cursor is kept, not dropped like a removed one's)."""
+    out = world.project / "seen.jsonl"
+    config = {
+        "subscriptions": [
+            {
+                "name": "audit",
+                "pattern": "demo.#",
+                "options": {"durable": True},
+                "handler": {"type": "append", "path": "seen.jsonl"},
+            }
+        ]
+    }
+    configure(world, config)
+    DaemonProcess(world).start()
+
+    def seen() -> list[int]:
+        lines = out.read_text().splitlines() if out.exists() else []
+        return [json.loads(line)["payload"]["n"] for line in lines]
+
+    world.cli("publish", "demo.x", "--data", '{"n": 1}')
+    wait_until(lambda: seen() == [1], what="the first event handled")
+    # Another program edits the file: the handlers stop until the user trusts it again.
+    (world.project / ".elsabro" / "config.json").write_text(json.dumps(config, indent=2))
+    wait_until(lambda: rows(world) == [], what="the subscription paused")
+    for n in (2, 3):
+        world.cli("publish", "demo.x", "--data", json.dumps({"n": n}))
+    world.cli("trust")
+    wait_until(lambda: seen() == [1, 2, 3], what="the events published while it was paused")

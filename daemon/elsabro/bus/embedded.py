@@ -14,6 +14,7 @@ temporary directory that `close` removes: nothing is left behind.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import shutil
@@ -47,7 +48,8 @@ class FunctionMember(Member):
         self.subscriber = subscriber
 
     async def run_handler(self, project: ProjectContext, record: dict[str, Any], number: int) -> None:
-        await self.subscriber.handle(record)
+        # A copy: consumers share one parsed record, and a handler may change what it is given.
+        await self.subscriber.handle(copy.deepcopy(record))
 
 
 class EmbeddedBackend:

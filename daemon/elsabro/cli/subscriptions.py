@@ -77,6 +77,9 @@ def cmd_subscriptions(ctx: Context, args: argparse.Namespace) -> int:
     rows = answer["subscriptions"]
     if answer.get("untrusted"):
         print(f"elsabro: {answer['untrusted']}", file=sys.stderr)
+    warning = config_warning(answer.get("config") or {})
+    if warning:
+        print(f"elsabro: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -89,6 +92,20 @@ def cmd_subscriptions(ctx: Context, args: argparse.Namespace) -> int:
             f"{row['failures']:>8}  {state}" + (f" ({row['lastError']})" if row["lastError"] else "")
         )
     return 0
+
+
+def config_warning(config: dict[str, Any]) -> str | None:
+    """One line on what runs while the project's config is invalid (None when it is valid)."""
+    problems = config.get("problems") or []
+    if not problems:
+        return None
+    running = (
+        "the last good config keeps running"
+        if config.get("running") == "last good config"
+        else "no subscription or webhook runs until it is fixed"
+    )
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"the config is invalid, {running}: {problems[0]}{more}; see `elsabro config check`"
 
 
 def cmd_ack(ctx: Context, args: argparse.Namespace) -> int:

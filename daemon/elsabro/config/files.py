@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from elsabro.config.schema import ProjectConfig, describe, duplicate_names
+from elsabro.config.schema import ProjectConfig, StoreConfig, describe, duplicate_names
 from elsabro.core.errors import ConfigError
 
 CONFIG_FILE = Path(".elsabro") / "config.json"
@@ -84,6 +84,23 @@ def validate(data: dict[str, Any]) -> ProjectConfig:
         subs = data.get("subscriptions")
         if isinstance(subs, list) and not any("must be unique" in p for p in problems):
             problems += duplicate_names([s.get("name") for s in subs if isinstance(s, dict) and "name" in s])
+        raise ConfigError("; ".join(problems), details=problems) from None
+
+
+def load_store(project: Path, user_file: Path) -> StoreConfig:
+    """`events.store` alone, validated: where the log lives does not depend on the rest of the
+    config being valid, and a store that cannot be read from it is a ConfigError (never a
+    silent fallback to the default backend, which would split the log in two places)."""
+    data = merge(read_json(user_file), read_json(project / CONFIG_FILE))
+    events = data.get("events", {})
+    store = events.get("store", {}) if isinstance(events, dict) else None
+    if not isinstance(store, dict):
+        where = "events.store" if isinstance(events, dict) else "events"
+        raise ConfigError(f"{where}: must be an object")
+    try:
+        return StoreConfig.model_validate(store)
+    except ValidationError as exc:
+        problems = describe(exc, prefix="events.store.")
         raise ConfigError("; ".join(problems), details=problems) from None
 
 

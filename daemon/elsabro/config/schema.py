@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -21,7 +22,7 @@ from pydantic.alias_generators import to_camel
 
 from elsabro.core.errors import UsageError
 from elsabro.core.redact import Rules
-from elsabro.core.topics import check_pattern, check_topic, matches
+from elsabro.core.topics import TopicIndex, check_pattern, check_topic, matches
 
 
 class _Strict(BaseModel):
@@ -325,23 +326,81 @@ def duplicate_names(names: list[Any]) -> list[str]:
 
 
 def _publish_loops(subscriptions: list[Subscription]) -> list[str]:
-    """A publish handler whose output can reach itself again would loop forever."""
+    """A publish handler whose output can reach itself again would loop forever.
+
+    The publishers form a graph (an edge from each to every publisher that selects the
+    topic it publishes); one is on a loop when it lies in a strongly connected component
+    of more than one publisher, or selects its own topic. Tarjan's algorithm, iterative so
+    that a long chain cannot exhaust the stack: linear in the edges, which are computed once.
+    """
     publishers = [s for s in subscriptions if isinstance(s.handler, PublishHandler)]
-    edges = {s.name: [t.name for t in publishers if t.selects(s.handler.topic)] for s in publishers}  # type: ignore[union-attr]
+    names = list(dict.fromkeys(s.name for s in publishers))  # duplicates are reported elsewhere
+    selecting: TopicIndex[str] = TopicIndex()
+    for s in publishers:
+        selecting.add(s.selector, s.name)
+    edges: dict[str, set[str]] = {name: set() for name in names}
+    for s in publishers:
+        edges[s.name].update(selecting.lookup(s.handler.topic))  # type: ignore[union-attr]
+    looping = {name for name in names if name in edges[name]}
+    for component in _strongly_connected(names, edges):
+        if len(component) > 1:
+            looping.update(component)
+    return [f"subscription {name!r} republishes into itself (a loop)" for name in names if name in looping]
 
-    def reaches(start: str, node: str, seen: set[str]) -> bool:
-        for following in edges[node]:
-            if following == start or (
-                following not in seen and reaches(start, following, seen | {following})
-            ):
-                return True
-        return False
 
-    return [
-        f"subscription {sub.name!r} republishes into itself (a loop)"
-        for sub in publishers
-        if reaches(sub.name, sub.name, {sub.name})
-    ]
+def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components."""
+    tarjan = _Tarjan(edges)
+    for node in nodes:
+        if node not in tarjan.index:
+            tarjan.visit(node)
+    return tarjan.components
+
+
+class _Tarjan:
+    """Tarjan's algorithm with an explicit stack instead of recursion (a chain may be long)."""
+
+    def __init__(self, edges: dict[str, set[str]]) -> None:
+        self.edges = edges
+        self.index: dict[str, int] = {}
+        self.low: dict[str, int] = {}
+        self.stack: list[str] = []
+        self.on_stack: set[str] = set()
+        self.components: list[list[str]] = []
+
+    def visit(self, root: str) -> None:
+        work = [self._enter(root)]
+        while work:
+            node, following = work[-1]
+            for child in following:
+                if child not in self.index:
+                    work.append(self._enter(child))
+                    break
+                if child in self.on_stack:
+                    self.low[node] = min(self.low[node], self.index[child])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    self.low[parent] = min(self.low[parent], self.low[node])
+                if self.low[node] == self.index[node]:
+                    self._close(node)
+
+    def _enter(self, node: str) -> tuple[str, Iterator[str]]:
+        self.index[node] = self.low[node] = len(self.index)
+        self.stack.append(node)
+        self.on_stack.add(node)
+        return node, iter(sorted(self.edges[node]))
+
+    def _close(self, root: str) -> None:
+        component = []
+        while True:
+            member = self.stack.pop()
+            self.on_stack.discard(member)
+            component.append(member)
+            if member == root:
+                break
+        self.components.append(component)
 
 
 def one_line(exc: ValidationError) -> str:

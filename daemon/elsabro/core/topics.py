@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 from elsabro.core.errors import UsageError
 
 MAX_TOPIC_CHARS = 256
 # Letters, digits and the punctuation tool names use (`mcp__github__create_issue`, `a-b`, `x:y`).
 _SEGMENT = re.compile(r"[A-Za-z0-9_\-:]+\Z")
+
+T = TypeVar("T")
 
 
 def check_topic(topic: str) -> None:
@@ -71,3 +74,32 @@ def _match(pat: tuple[str, ...], top: tuple[str, ...]) -> bool:
                 reachable[j] = reachable[j - 1] and (seg == "*" or seg == top[j - 1])
             reachable[0] = False
     return reachable[-1]
+
+
+class TopicIndex(Generic[T]):
+    """Selectors (topics or patterns) and what each selects for, looked up by topic without
+    trying every selector: exact topics in a dict, patterns by their first segment when it
+    is literal (`tool.*.failed` is only tried on topics under `tool`), the rest in a list."""
+
+    def __init__(self) -> None:
+        self._exact: dict[str, list[T]] = {}
+        self._by_first: dict[str, list[tuple[str, T]]] = {}
+        self._anywhere: list[tuple[str, T]] = []
+
+    def add(self, selector: str, value: T) -> None:
+        if "*" not in selector and "#" not in selector:
+            self._exact.setdefault(selector, []).append(value)
+            return
+        first = selector.split(".", 1)[0]
+        if first in ("*", "#"):
+            self._anywhere.append((selector, value))
+        else:
+            self._by_first.setdefault(first, []).append((selector, value))
+
+    def lookup(self, topic: str) -> list[T]:
+        """What every selector matching `topic` was added with, in no particular order."""
+        found = list(self._exact.get(topic, ()))
+        candidates = self._by_first.get(topic.split(".", 1)[0], [])
+        found += [value for selector, value in candidates if matches(selector, topic)]
+        found += [value for selector, value in self._anywhere if matches(selector, topic)]
+        return found

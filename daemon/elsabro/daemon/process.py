@@ -53,7 +53,7 @@ RELOAD_DELAY_S = 0.2
 
 
 def config_invalid(project: Path, problems: list[str]) -> Event:
-    """The `config.invalid` event: what is wrong, while the last good config keeps running."""
+    """The `config.invalid` event: what is wrong (the last good config, if any, keeps running)."""
     payload = {"file": str(project / CONFIG_FILE), "errors": problems}
     return Event.new("config.invalid", payload, metadata={"projectDir": str(project)})
 
@@ -277,8 +277,13 @@ class Daemon:
         if pending_reload is not None:
             pending_reload.cancel()
         self._reloads[project.path] = asyncio.get_running_loop().call_later(
-            RELOAD_DELAY_S, self._spawn, self._load_config(project)
+            RELOAD_DELAY_S, lambda: self._spawn(self._reload(project))
         )
+
+    async def _reload(self, project: Project) -> None:
+        self._reloads.pop(project.path, None)
+        await self._load_config(project)
+        log.info("config reloaded for %s", project.path)
 
     async def _load_config(self, project: Project) -> None:
         """Apply the project's config, its handlers only once trusted; an invalid one keeps the
@@ -289,10 +294,19 @@ class Daemon:
                 trust.load, project.path, settings.user_config_file, settings.state_dir
             )
         except ConfigError as exc:
-            log.error("invalid config for %s, keeping the last good one: %s", project.path, exc)
+            project.config_problems = exc.details
+            if project.config_valid_once:
+                log.error("invalid config for %s, keeping the last good one: %s", project.path, exc)
+            else:
+                log.error(
+                    "invalid config for %s, no subscription or webhook runs until it is fixed: %s",
+                    project.path,
+                    exc,
+                )
             await project.log.append([config_invalid(project.path, exc.details)])
             project.apply(project.config, project.untrusted)
             return
+        project.config_problems, project.config_valid_once = [], True
         untrusted = loaded.message(project.path)
         if untrusted:
             log.warning("%s", untrusted)

@@ -36,9 +36,11 @@ from elsabro.config.schema import one_line
 from elsabro.core.errors import (
     BadRequest,
     Busy,
+    ConfigError,
     DiskFull,
     ElsabroError,
     HandlerError,
+    LogCorrupted,
     LogInUse,
     NotFound,
     StoreError,
@@ -115,6 +117,18 @@ class Server:
     async def project(self, request: Request) -> Project:
         return await self.projects.get(request.headers.get(PROJECT_HEADER))
 
+    async def readable(self, request: Request) -> Project:
+        """The project, for a route that reads its log: a damaged log is an error, not an empty one.
+
+        A log found damaged when the project opened has no readable end (the daemon knows
+        no committed sequence), so its history would read as empty with no hint why.
+        """
+        project = await self.project(request)
+        failure = project.log.failure
+        if isinstance(failure, LogCorrupted):
+            raise LogCorrupted(f"cannot read the event log: {failure}")
+        return project
+
     async def status(self, request: Request) -> Response:
         return Response.json(self._status())
 
@@ -158,7 +172,9 @@ class Server:
         delivery = spool.delivery_id(request.headers.get(DELIVERY_HEADER))
         try:
             project = await self.project(request)
-        except LogInUse as exc:  # an embedded bus writes the log now: its spool waits for us
+        except (LogInUse, ConfigError) as exc:
+            # An embedded bus writes the log now, or the config names no store we can open:
+            # the spool keeps the event until the project opens.
             path = check_project_dir(request.headers.get(PROJECT_HEADER))
             response = await _spool(path, request.body, delivery, exc)
             await asyncio.to_thread(spool.drop_hook_copy, path, delivery)
@@ -182,7 +198,7 @@ class Server:
 
     async def events(self, request: Request) -> Response:
         query = Query.from_params(request.params)
-        project = await self.project(request)
+        project = await self.readable(request)
         if request.params.get("follow") in ("1", "true"):
             return Response(content_type=NDJSON, stream=follow(project, query))
         upto = project.log.committed_sequence
@@ -194,8 +210,13 @@ class Server:
 
     async def subscriptions(self, request: Request) -> Response:
         project = await self.project(request)
+        config: dict[str, Any] = {"problems": project.config_problems}
+        if project.config_problems:
+            config["running"] = "last good config" if project.config_valid_once else "none"
         # `untrusted`: why the config's own subscriptions and endpoints are not running, if so.
-        return Response.json({"subscriptions": project.dispatcher.status(), "untrusted": project.untrusted})
+        return Response.json(
+            {"subscriptions": project.dispatcher.status(), "config": config, "untrusted": project.untrusted}
+        )
 
     async def test_subscription(self, request: Request) -> Response:
         """Run one subscription's handler once on a given event; cursors stay as they are."""
@@ -327,7 +348,7 @@ class Server:
         if not isinstance(target, dict):
             raise BadRequest('name a target: {"subscription": NAME} | {"exec": [...]} | {"webhook": ID}')
         query = Query.from_params({key: str(value) for key, value in body.items() if value is not None})
-        project = await self.project(request)
+        project = await self.readable(request)
         member = replay_mod.target_member(project, target)
         lines = project.log.matching(query, project.log.committed_sequence)
 
@@ -340,7 +361,7 @@ class Server:
     async def view(self, request: Request) -> Response:
         """A projection's rows, resumed from its snapshot (`elsabro sessions|tasks|agents|stats`)."""
         name = request.path.rsplit("/", 1)[1]
-        project = await self.project(request)
+        project = await self.readable(request)
         snapshots = project.config.events.store.snapshots
         read = project.log.read
         if snapshots.enabled:
@@ -355,7 +376,7 @@ class Server:
         session_id = request.params.get("id")
         if not session_id:
             raise BadRequest("name the session: ?id=SESSION_ID")
-        project = await self.project(request)
+        project = await self.readable(request)
         query = Query(correlation_id=session_id)
         upto = project.log.committed_sequence
         records = await asyncio.to_thread(

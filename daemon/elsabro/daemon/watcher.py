@@ -1,8 +1,11 @@
 """Watching directories for files that appear or change (watchdog), for the daemon's loop.
 
 Used for the hook's spool (new spool files are drained) and for config files (a change
-is applied within a second). One observer thread serves every watch; callbacks arrive
-on that thread, so they must hand over to the event loop themselves.
+is applied within a second). Only writes count: a file created, modified, moved or
+deleted. Opening, reading and closing a file unwritten (inotify reports those too) are
+not changes, so another program reading the config does not make the daemon reload it.
+One observer thread serves every watch; callbacks arrive on that thread, so they must
+hand over to the event loop themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
+
+
+# watchdog's event types that mean the file's content may differ.
+WRITES = frozenset({"created", "modified", "moved", "deleted"})
 
 
 class Watcher:
@@ -28,6 +35,8 @@ class Watcher:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type not in WRITES:
+                    return
                 for path in (event.src_path, event.dest_path):
                     if path and wanted(os.path.basename(os.fsdecode(path))):
                         on_change()

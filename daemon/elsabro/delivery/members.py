@@ -10,7 +10,10 @@ implementation for all of them, as the seed's handleWithRetry:
   never delivered to the subscription that failed.
 - Each attempt is bounded by `timeout`; up to `maxRetries` more attempts follow, after
   `retryDelay * 2^attempt` ms with +-20% jitter; then the event goes to the dead letters
-  and `event.handler.failed` is published. With `ack: manual` an attempt succeeds only
+  and `event.handler.failed` is published, unless the event that failed is itself an
+  `event.handler.failed`: a failure never causes another failure event, so two failing
+  subscriptions on `#` cannot feed each other (that one is dead-lettered and logged
+  only). With `ack: manual` an attempt succeeds only
   when an ack arrives within `ackWait` (it may arrive while the handler still runs); a
   nack or silence is a failed attempt.
 """
@@ -186,6 +189,18 @@ async def dead_letter(
 ) -> None:
     letters = DeadLetters(project.path)
     entry = await asyncio.to_thread(letters.add, record, subscriber, str(exc), exc.detail, retry_count)
+    if record["topic"] == FAILED_TOPIC:
+        # Publishing a failure about a failure event would let two failing subscriptions on
+        # `#` feed each other for ever; one failure event per original event is the bound.
+        log.warning(
+            "%s: failed on %s %s; dead-lettered as %s, no further %s published",
+            subscriber,
+            FAILED_TOPIC,
+            record["id"],
+            entry["id"],
+            FAILED_TOPIC,
+        )
+        return
     failed = Event.new(
         FAILED_TOPIC,
         correlation_id=record.get("correlationId"),

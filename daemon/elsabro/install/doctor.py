@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from elsabro.config import trust
-from elsabro.core.errors import ElsabroError
+from elsabro.core.errors import ConfigError, ElsabroError
 from elsabro.core.settings import Settings
 from elsabro.daemon import client
 from elsabro.install import claude
@@ -33,10 +33,11 @@ class Check:
 def run_checks(settings: Settings, project: Path, home: Path | None = None) -> list[Check]:
     checks = [_tools(), _socket(settings)]
     checks.append(_daemon(settings))
+    daemon_up = checks[-1].ok
     checks.append(_registered(project, home))
-    if checks[-2].ok:
+    if daemon_up:
         checks.append(_round_trip(settings, project))
-    checks.append(_config(settings, project))
+    checks.append(_config(settings, project, daemon_up))
     return checks
 
 
@@ -81,15 +82,20 @@ def _registered(project: Path, home: Path | None) -> Check:
     )
 
 
-def _config(settings: Settings, project: Path) -> Check:
-    """Valid, and trusted if it asks for handlers (config/trust.py)."""
+def _config(settings: Settings, project: Path, daemon_up: bool) -> Check:
+    """Valid, trusted if it asks for handlers (config/trust.py), and what the daemon runs of it."""
     try:
         loaded = trust.load(project, settings.user_config_file, settings.state_dir)
+    except ConfigError as exc:
+        # Invalid: the daemon says what runs instead (the last good config, or nothing).
+        return _running(settings, project) if daemon_up else Check("config", False, f"invalid: {exc}")
     except ElsabroError as exc:
         return Check("config", False, str(exc))
     untrusted = loaded.message(project)
     if untrusted:
         return Check("config", False, untrusted)
+    if daemon_up:
+        return _running(settings, project)
     return Check("config", True, "trusted" if loaded.needs_trust else "needs no trust (no handlers)")
 
 
@@ -108,6 +114,25 @@ def _round_trip(settings: Settings, project: Path) -> Check:
     if not found:
         return Check("round trip", False, "the test event did not reach the log; see the daemon's log")
     return Check("round trip", True, f"a test event (hook.elsabro_doctor) reached {project}/.elsabro/events")
+
+
+def _running(settings: Settings, project: Path) -> Check:
+    """Whether the daemon runs the project's config, or refuses it (and what runs instead)."""
+    try:
+        answer = client.Client(settings, str(project), timeout_s=5.0).call_json("GET", "/v1/subscriptions")
+    except ElsabroError as exc:
+        return Check("config", False, str(exc))
+    config = answer.get("config") or {}
+    problems = config.get("problems") or []
+    if not problems:
+        return Check("config", True, f"valid; {len(answer['subscriptions'])} subscriptions and endpoints run")
+    running = (
+        "the last good config keeps running"
+        if config.get("running") == "last good config"
+        else "no subscription or webhook runs"
+    )
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return Check("config", False, f"invalid, {running}: {problems[0]}{more}; see `elsabro config check`")
 
 
 def _path() -> str:

@@ -97,6 +97,10 @@ class Project:
         self.drainer = Drainer(path, self.log, self.ingest)
         self.config = ProjectConfig()
         self.untrusted: str | None = None
+        # What is wrong with the config file as last read ([] when it is valid), and whether a
+        # valid one was ever applied: an invalid file at start leaves only the defaults running.
+        self.config_problems: list[str] = []
+        self.config_valid_once = False
         self.clients = Clients()
         self.dispatcher = Dispatcher(self)
         self._lock_fd: int | None = None
@@ -127,7 +131,7 @@ class Project:
         self.config = config
         self.untrusted = untrusted
         self.log.rules = config.rules()
-        self.dispatcher.apply(config)
+        self.dispatcher.apply(config, forget_removed=untrusted is None)
 
     async def apply_retention(self) -> Removal | None:
         """Apply the retention policy now, never past what a durable consumer still needs;

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elsabro.config.files import load
-from elsabro.config.schema import StoreConfig
+from elsabro.config.files import CONFIG_FILE, load_store
 from elsabro.core.errors import ConfigError
 from elsabro.core.settings import Settings
 from elsabro.store.base import Store
@@ -15,12 +14,17 @@ from elsabro.store.sqlite import SqliteStore
 
 
 def for_project(project_dir: Path, settings: Settings) -> tuple[str, Store]:
-    """The backend a project's config names and its store (the default if the config is invalid:
-    the daemon reports an invalid config when it applies it)."""
+    """The backend a project's config names and its store. A config whose `events.store` cannot
+    be read (an unknown backend, a file that is not JSON) is a ConfigError: the project does not
+    open until it is fixed, rather than writing its events to a store the config does not name."""
     try:
-        config = load(project_dir, settings.user_config_file).events.store
-    except ConfigError:
-        config = StoreConfig()
+        config = load_store(project_dir, settings.user_config_file)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"cannot open {project_dir}: the event store is chosen from {CONFIG_FILE} and it is invalid: "
+            f"{exc} (`elsabro config check` lists the mistakes)",
+            details=exc.details,
+        ) from None
     return config.backend, open_store(project_dir, config.backend, config.path, settings)
 
 

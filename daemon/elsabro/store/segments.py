@@ -266,7 +266,7 @@ def _refuse_if_corrupt(path: Path, data: bytes, offset: int, good_sequence: int)
         if record is not None and record["sequence"] > good_sequence + 1:
             raise LogCorrupted(
                 f"{path}: the record after sequence {good_sequence} (byte {offset}) is damaged "
-                f"but sequence {record['sequence']} follows it; run `elsabro repair`"
+                f"but sequence {record['sequence']} follows it; run `elsabro verify`, then `elsabro repair`"
             )
 
 
