@@ -208,6 +208,9 @@ EXPECTED_HOOKS: list[tuple[str, str | None, str | None, bool]] = [
 ]
 
 
+#: The topic of the prompt Claude Code submits itself when a background subagent finishes.
+TASK_NOTIFICATION_TOPIC = "prompt.task_notification"
+
 #: CwdChanged never reaches a plugin's hooks (2.1.197 and 2.1.332): only settings hooks get it.
 PLUGIN_BLIND = ("CwdChanged",)
 

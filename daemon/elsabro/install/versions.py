@@ -54,12 +54,32 @@ KNOWN_EVENTS: dict[tuple[int, int, int], tuple[str, ...]] = {
     (2, 1, 332): _BASE + _ADDED_2_1_332,
 }
 OLDEST = min(KNOWN_EVENTS)
+ALL_KNOWN = frozenset(e for events in KNOWN_EVENTS.values() for e in events)
 
-#: Events Claude Code never delivers to a plugin's hooks (only to settings hooks), observed.
+#: Events an installed plugin's hooks did not receive while settings hooks did (observed):
+#: CwdChanged on both; on 2.1.332 also the session-start InstructionsLoaded (a `--plugin-dir`
+#: plugin gets it, a marketplace-installed one does not: its hooks load too late).
 PLUGIN_BLIND: dict[tuple[int, int, int], frozenset[str]] = {
     (2, 1, 197): frozenset({"CwdChanged"}),
-    (2, 1, 332): frozenset({"CwdChanged"}),
+    (2, 1, 332): frozenset({"CwdChanged", "InstructionsLoaded"}),
 }
+
+#: The events the shipped plugin's hooks.json names (plugin/hooks/hooks.json): those every
+#: supported version knows (one unknown name silences the whole plugin on 2.1.197) and
+#: delivers to plugins. One static list, valid whatever Claude Code is installed or later
+#: upgraded to; the rest (the blind ones, events added later) go to settings hooks, which
+#: elsabro rewrites for the installed version.
+#: Also settings-routed: SessionStart, so that it is fired in the same early phase as the
+#: settings-only InstructionsLoaded (an installed plugin's SessionStart came later than that on
+#: 2.1.332, and the log is meant to start with session.started), and Setup and FileChanged,
+#: which 2.1.332's binary lists with SessionStart and CwdChanged in one set (not observed here:
+#: no scenario raises them in `-p`).
+SETTINGS_PREFERRED = frozenset({"SessionStart", "Setup", "FileChanged"})
+PLUGIN_EVENTS: tuple[str, ...] = tuple(
+    e
+    for e in KNOWN_EVENTS[OLDEST]
+    if e not in SETTINGS_PREFERRED and not any(e in blind for blind in PLUGIN_BLIND.values())
+)
 
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
@@ -78,15 +98,6 @@ class Profile:
     @property
     def events(self) -> tuple[str, ...]:
         return KNOWN_EVENTS[self.basis]
-
-    @property
-    def plugin_events(self) -> tuple[str, ...]:
-        return tuple(e for e in self.events if e not in PLUGIN_BLIND[self.basis])
-
-    @property
-    def settings_events(self) -> tuple[str, ...]:
-        """With the plugin installed, these still need a settings hook."""
-        return tuple(e for e in self.events if e in PLUGIN_BLIND[self.basis])
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
