@@ -24,6 +24,7 @@ import pytest
 
 from elsabro.ingest.hooks import TOPICS
 from elsabro.install import claude, versions
+from elsabro.views.snapshots import rebuild
 from run_claude import CLAUDE_VERSIONS, cache_dir, ensure_claude, run_scenario
 from scenario import FINAL_TEXT, ID, TASK_NOTIFICATION_TOPIC, expected_hooks
 from support import REPO, DaemonProcess, World, wait_until
@@ -123,6 +124,10 @@ def assert_session_recorded(records: list[dict[str, Any]], version: str) -> None
             assert record["causationId"] == started[record["metadata"]["toolUseId"]]["id"], topic
             assert isinstance(record["metadata"]["durationMs"], int)
         assert record["metadata"]["projectDir"] == records[0]["metadata"]["projectDir"]
+
+    # The sessions view counts the user's one prompt, not the task notification 2.1.332 submits.
+    [row] = rebuild("sessions", [json.dumps(r).encode() for r in records])
+    assert row["prompts"] == 1
 
     [moved] = [r for r in records if r["topic"] == "cwd.changed"]
     assert moved["payload"]["new_cwd"] == moved["payload"]["old_cwd"] + "/sub"

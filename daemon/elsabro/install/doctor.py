@@ -81,14 +81,19 @@ def _registered(project: Path, home: Path | None, version: tuple[int, int, int] 
     checks.append(Check("hooks", True, f"{len(found.where)} events via {routes_text}"))
     doubled = found.duplicates()
     if doubled:
-        first = next(iter(doubled.values()))
+        names = sorted(doubled)
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        places = sorted({place for where in doubled.values() for place in where})
+        if "plugin" in places:
+            fix = "run `elsabro hooks install --user` (settings then keep only what the plugin lacks)"
+        else:
+            fix = "keep one: `elsabro hooks uninstall --project` (or remove the extra entries)"
         checks.append(
             Check(
                 "duplicates",
                 False,
-                f"{len(doubled)} events registered more than once ({', '.join(sorted(doubled))}; e.g. "
-                f"{' and '.join(first)}): each would be stored twice; run `elsabro hooks install --user` "
-                "(it keeps only what the plugin does not carry) or remove the extra entries",
+                f"{len(names)} events registered more than once ({shown}) in {' and '.join(places)}: "
+                f"each would be stored twice; {fix}",
             )
         )
     missing, unfit = found.missing(), found.unfit()
