@@ -118,9 +118,10 @@ def install(path: Path, script: Path | None = None, events: Iterable[str] | None
 def settings_events(profile: versions.Profile, plugin: bool, already: Iterable[str] = ()) -> list[str]:
     """The events a settings file must register so that each event runs the forwarder once.
 
-    With the plugin installed: only what the plugin does not carry (CwdChanged, which
-    Claude Code never sends to a plugin, and the events newer than the plugin's common
-    list). Without it: everything the version knows. When the version is unknown (no
+    With the plugin installed: only what the plugin does not carry (versions.PLUGIN_EVENTS:
+    so CwdChanged, which Claude Code never sends to a plugin, InstructionsLoaded and the
+    other session-start events, and the events newer than 2.1.197). Without it: everything
+    the version knows. When the version is unknown (no
     `claude` on the PATH), events a newer Claude Code registered earlier are kept.
     """
     wanted = [e for e in profile.events if not (plugin and e in versions.PLUGIN_EVENTS)]
