@@ -108,7 +108,8 @@ def test_a_doubled_registration_makes_doctor_say_fix_and_exit_non_zero(world: Wo
     done = world.cli("doctor", check=False)
     assert done.returncode != 0, done.stdout
     [line] = [line for line in done.stdout.splitlines() if "duplicates" in line]
-    assert line.startswith("FIX") and "PreToolUse" in line and "more than once" in line
+    assert line.startswith("FIX") and "28 events registered more than once" in line
+    assert "hooks uninstall --project" in line  # two settings files: the fix is to drop one
 
 
 def test_a_registration_for_a_newer_claude_code_does_not_fit_an_older_one(tmp_path: Path) -> None:
