@@ -3,8 +3,11 @@
 #
 #   1. a virtual environment in ${XDG_DATA_HOME:-~/.local/share}/elsabro/venv with elsabro in it
 #   2. the `elsabro` command linked into ~/.local/bin
-#   3. the Claude Code plugin (marketplace = this checkout) when `claude` is installed,
-#      else the hooks merged into ~/.claude/settings.json
+#   3. the hooks, each event registered exactly once, chosen for the installed Claude Code
+#      (`claude --version`): with `claude` on the PATH the plugin (marketplace = this checkout)
+#      carries the events every version sends to plugins, and ~/.claude/settings.json only the
+#      rest (CwdChanged, which plugins never get, and events newer than 2.1.197); without
+#      `claude` (and no plugin installed before) settings carry them all
 #   4. the daemon started, and a test event sent through the real hook as proof
 #
 # Needs python3 (3.10+) and curl. Running it again changes nothing.
@@ -41,9 +44,10 @@ if command -v claude >/dev/null; then
     claude plugin marketplace add "$repo" >/dev/null
     claude plugin install elsabro@elsabro >/dev/null
 else
-    say "claude not found: registering the hooks in ~/.claude/settings.json"
-    "$elsabro" hooks install --user
+    say "claude not found: the hooks go to ~/.claude/settings.json"
 fi
+# Settings get what the plugin (if installed, now or before) does not carry: never both for one event.
+"$elsabro" hooks install --user
 
 "$elsabro" daemon start
 mkdir -p "$data/selftest"

@@ -19,14 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from elsabro.ingest.hooks import TOPICS
-from run_claude import ScenarioRun, clean_env, ensure_claude, run_scenario
-from scenario import EXPECTED_HOOKS
+from elsabro.install import versions
+from run_claude import CLAUDE_VERSION, ScenarioRun, cache_dir, clean_env, ensure_claude, run_scenario
+from scenario import expected_hooks
 
-#: Every event of the 2.1.197 reference except WorktreeCreate/WorktreeRemove (registering
-#: WorktreeCreate replaces git worktree creation, so a logging hook would break it).
-REPO_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "claude-code"
-EVENTS = list(TOPICS)  # every event elsabro registers
+
+def events_for(version: str) -> list[str]:
+    """Every event the version knows except WorktreeCreate/WorktreeRemove (registering
+    WorktreeCreate replaces git worktree creation, so a logging hook would break it)."""
+    return list(versions.profile(versions.parse_version(version)).events)
+
 
 REC_ENV = "E2E_REC_DIR"  # where hooks write; set per run through the session env hooks inherit
 #: POSIX sh: one file per event, written whole; prints nothing and exits 0 (never a control decision).
@@ -40,26 +42,29 @@ PLUGIN_COMMAND = 'sh "${CLAUDE_PLUGIN_ROOT}/hooks/rec.sh"'  # proves ${CLAUDE_PL
 FIELDS = ("hook_event_name", "tool_name", "tool_use_id", "agent_id", "agent_type", "notification_type")
 
 
-def hooks_config(command: str) -> dict[str, Any]:
+def hooks_config(command: str, events: list[str]) -> dict[str, Any]:
     """``{"hooks": {...}}`` registering ``command`` on every event with no matcher (matches all)."""
     return {
-        "hooks": {ev: [{"hooks": [{"type": "command", "command": command, "timeout": 10}]}] for ev in EVENTS}
+        "hooks": {ev: [{"hooks": [{"type": "command", "command": command, "timeout": 10}]}] for ev in events}
     }
 
 
-def write_settings_hooks(home_dir: Path) -> None:
+def write_settings_hooks(home_dir: Path, events: list[str]) -> None:
     """Register the recorder in the throwaway ``$HOME/.claude/settings.json``."""
     (home_dir / ".claude").mkdir(parents=True, exist_ok=True)
-    (home_dir / ".claude" / "settings.json").write_text(json.dumps(hooks_config(SETTINGS_COMMAND), indent=1))
+    config = hooks_config(SETTINGS_COMMAND, events)
+    (home_dir / ".claude" / "settings.json").write_text(json.dumps(config, indent=1))
 
 
-def make_plugin(plugin_dir: Path) -> Path:
+def make_plugin(plugin_dir: Path, events: list[str]) -> Path:
     """A minimal plugin ``rec`` whose hooks/hooks.json registers the recorder on every event."""
     (plugin_dir / ".claude-plugin").mkdir(parents=True, exist_ok=True)
     (plugin_dir / "hooks").mkdir(parents=True, exist_ok=True)
     manifest = {"name": "rec", "version": "0.0.1"}
     (plugin_dir / ".claude-plugin" / "plugin.json").write_text(json.dumps(manifest))
-    (plugin_dir / "hooks" / "hooks.json").write_text(json.dumps(hooks_config(PLUGIN_COMMAND), indent=1))
+    (plugin_dir / "hooks" / "hooks.json").write_text(
+        json.dumps(hooks_config(PLUGIN_COMMAND, events), indent=1)
+    )
     (plugin_dir / "hooks" / "rec.sh").write_text(PLUGIN_SCRIPT)
     return plugin_dir
 
@@ -96,7 +101,7 @@ def multiset_key(records: list[dict[str, Any]]) -> collections.Counter[tuple[Any
     )
 
 
-def prepare_run(root: Path, mode: str) -> tuple[Path, Path, Path, list[str]]:
+def prepare_run(root: Path, mode: str, events: list[str]) -> tuple[Path, Path, Path, list[str]]:
     """Fresh project/HOME/record dirs under ``root``; returns them plus the extra CLI args."""
     shutil.rmtree(root, ignore_errors=True)
     project, home, rec = root / "project", root / "home", root / "rec"
@@ -106,17 +111,17 @@ def prepare_run(root: Path, mode: str) -> tuple[Path, Path, Path, list[str]]:
     (project / "CLAUDE.md").write_text("# e2e project\nThis project is driven by a scripted fake API.\n")
     args: list[str] = []
     if mode == "settings":
-        write_settings_hooks(home)
+        write_settings_hooks(home, events)
     else:
-        args = ["--plugin-dir", str(make_plugin(root / "plugin"))]
+        args = ["--plugin-dir", str(make_plugin(root / "plugin", events))]
     return project, home, rec, args
 
 
 def record(
-    claude_bin: str, root: Path, mode: str, timeout: float = 180
+    claude_bin: str, root: Path, mode: str, events: list[str], timeout: float = 180
 ) -> tuple[ScenarioRun, list[dict[str, Any]]]:
     """Run the scenario once with the recorder registered by ``mode`` ('settings' or 'plugin')."""
-    project, home, rec, args = prepare_run(root, mode)
+    project, home, rec, args = prepare_run(root, mode, events)
     run = run_scenario(
         claude_bin, project, home, extra_env={REC_ENV: str(rec)}, extra_args=args, timeout=timeout
     )
@@ -145,17 +150,20 @@ def validate_plugin(claude_bin: str, plugin_dir: Path, home: Path) -> subprocess
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cache", default=str(REPO_CACHE), help="npm prefix for the CLI")
+    parser.add_argument("--version", default=CLAUDE_VERSION, help="Claude Code version to run")
+    parser.add_argument("--cache", default=None, help="npm prefix for the CLI (default: per version)")
     parser.add_argument("--out", default="/tmp/cc-e2e/proof", help="scratch root for the runs")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--extra-event", action="append", default=[], help="also register this name")
     opts = parser.parse_args(argv)
-    claude_bin = ensure_claude(opts.cache)
-    out = Path(opts.out)
+    claude_bin = ensure_claude(opts.cache or cache_dir(opts.version), opts.version)
+    events = events_for(opts.version) + opts.extra_event
+    out = Path(opts.out) / opts.version
     results: dict[str, list[collections.Counter[tuple[Any, ...]]]] = {}
     for mode in ("settings", "plugin"):
         for i in range(opts.runs):
             root = out / f"{mode}-{i}"
-            run, records = record(claude_bin, root, mode)
+            run, records = record(claude_bin, root, mode, events)
             (root / "records.json").write_text(json.dumps(records, indent=1))
             (root / "requests.json").write_text(json.dumps(run.requests, indent=1))
             (root / "tools.json").write_text(json.dumps(run.tools, indent=1))
@@ -168,23 +176,21 @@ def main(argv: list[str] | None = None) -> int:
             for row in summarize(records):
                 print("   ", row)
             results.setdefault(mode, []).append(multiset_key(records))
-    all_keys = [k for ks in results.values() for k in ks]
+    as_expected = True
     for mode, keys in results.items():
         print(f"same multiset across {mode} runs:", all(k == keys[0] for k in keys))
-    expected = collections.Counter(EXPECTED_HOOKS)
-    as_expected = all(
-        collections.Counter((e, t, u, a) for e, t, u, a, _, _ in k.elements()) == expected for k in all_keys
-    )
-    print("matches scenario.EXPECTED_HOOKS:", as_expected)
+        expected = collections.Counter(expected_hooks(opts.version, mode))
+        matches = all(
+            collections.Counter((e, t, u, a) for e, t, u, a, _, _ in k.elements()) == expected for k in keys
+        )
+        print(f"{mode} matches scenario.expected_hooks({opts.version!r}, {mode!r}):", matches)
+        as_expected = as_expected and matches
     settings_key, plugin_key = results["settings"][0], results["plugin"][0]
-    print("settings == plugin:", settings_key == plugin_key)
-    if settings_key != plugin_key:
-        print("  only settings:", settings_key - plugin_key)
-        print("  only plugin:", plugin_key - settings_key)
+    print("only settings:", dict(settings_key - plugin_key), "only plugin:", dict(plugin_key - settings_key))
     validate = validate_plugin(claude_bin, out / "plugin-0" / "plugin", out / "validate-home")
     print("plugin validate rc:", validate.returncode)
     print(validate.stdout + validate.stderr)
-    return 0 if as_expected and all(k == all_keys[0] for k in all_keys) else 1
+    return 0 if as_expected else 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # the e2e helpers and tests/suppor
 
 from test_claude_code import assert_session_recorded, claude_world, run_session  # noqa: E402
 
-from run_claude import ensure_claude  # noqa: E402
+from run_claude import CLAUDE_VERSION, cache_dir, ensure_claude  # noqa: E402
 from support import REPO, DaemonProcess, World, stop_any_daemon  # noqa: E402
 
 DEFAULT_OUT = REPO / "tests" / "fixtures" / "session-2.1.197.jsonl"
@@ -30,7 +30,7 @@ DEFAULT_OUT = REPO / "tests" / "fixtures" / "session-2.1.197.jsonl"
 
 def record(out: Path) -> int:
     """Run the scenario once and write the log to `out`; the number of records written."""
-    claude_bin = ensure_claude(REPO / ".cache" / "claude-code")
+    claude_bin = ensure_claude(cache_dir(CLAUDE_VERSION), CLAUDE_VERSION)
     # Short root: AF_UNIX socket paths must stay under about 100 bytes.
     root = Path(tempfile.mkdtemp(prefix="elsabro-rec-", dir="/tmp"))
     home, project = root / "home", root / "project"
@@ -43,7 +43,8 @@ def record(out: Path) -> int:
         run_env = claude_world(world, claude_bin)
         DaemonProcess(world).start()
         run_session(world, claude_bin, run_env)
-        assert_session_recorded(world.events())  # a recording of a broken run would be worthless
+        # A recording of a broken run would be worthless.
+        assert_session_recorded(world.events(), CLAUDE_VERSION)
         lines = [
             line
             for path in sorted((project / ".elsabro" / "events").glob("segment-*.jsonl"))

@@ -21,7 +21,23 @@ from fake_anthropic import FakeAnthropic
 from scenario import ALLOWED_TOOLS, PROMPT, Scenario
 
 CLAUDE_VERSION = "2.1.197"
+#: The versions the e2e suite runs: the oldest supported and the newest release observed.
+CLAUDE_VERSIONS = ("2.1.197", "2.1.332")
 NPM_PACKAGE = "@anthropic-ai/claude-code"
+REPO_CACHE = Path(__file__).resolve().parents[2] / ".cache"
+
+
+def cache_dir(version: str, root: Path = REPO_CACHE) -> Path:
+    """The npm prefix of one version: ``.cache/claude-code-<version>``.
+
+    2.1.197 was cached in ``.cache/claude-code`` before there were several versions; a working
+    install there is used as is rather than downloaded again.
+    """
+    legacy = root / "claude-code"
+    if version == "2.1.197" and not (root / f"claude-code-{version}").exists() and legacy.exists():
+        return legacy
+    return root / f"claude-code-{version}"
+
 
 #: Env that keeps the CLI off the network (beyond ANTHROPIC_BASE_URL) and quiet.
 OFFLINE_ENV = {

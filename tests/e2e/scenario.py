@@ -4,6 +4,7 @@ Main conversation, one tool batch per assistant turn:
 
 0. Bash ``echo hello``                       -> PostToolUse
 1. Bash ``exit 3``                           -> PostToolUseFailure
+1b. Bash ``mkdir -p sub && cd sub && pwd``   -> CwdChanged (the session's directory moves)
 2. Write ``<project>/e2e-note.txt``
 3. Read it
 4. Edit it
@@ -30,6 +31,7 @@ MAIN_MARKER = "ELSABRO-E2E-MAIN"
 SUB_MARKER = "ELSABRO-E2E-SUBAGENT"
 PROMPT = f"{MAIN_MARKER}: run the scripted end-to-end scenario."
 NOTE_NAME = "e2e-note.txt"
+SUB_DIR = "sub"
 FINAL_TEXT = "Scenario complete."
 SUB_FINAL_TEXT = "Subagent finished its check."
 ALLOWED_TOOLS = "Bash Write Read Edit Agent TaskCreate TaskUpdate"
@@ -38,6 +40,7 @@ ALLOWED_TOOLS = "Bash Write Read Edit Agent TaskCreate TaskUpdate"
 ID = {
     "bash_ok": "toolu_e2e_01_bash_ok",
     "bash_fail": "toolu_e2e_02_bash_fail",
+    "bash_cd": "toolu_e2e_02b_bash_cd",
     "write": "toolu_e2e_03_write",
     "read": "toolu_e2e_04_read",
     "edit": "toolu_e2e_05_edit",
@@ -79,6 +82,16 @@ class Scenario:
         steps: list[list[Block]] = [
             [tool_use(ID["bash_ok"], "Bash", {"command": "echo hello", "description": "Say hello"})],
             [tool_use(ID["bash_fail"], "Bash", {"command": "exit 3", "description": "Fail on purpose"})],
+            [
+                tool_use(
+                    ID["bash_cd"],
+                    "Bash",
+                    {
+                        "command": f"mkdir -p {SUB_DIR} && cd {SUB_DIR} && pwd",
+                        "description": "Change directory",
+                    },
+                )
+            ],
             [tool_use(ID["write"], "Write", {"file_path": note, "content": "alpha\nbeta\n"})],
             [tool_use(ID["read"], "Read", {"file_path": note})],
             [tool_use(ID["edit"], "Edit", {"file_path": note, "old_string": "beta", "new_string": "gamma"})],
@@ -141,7 +154,7 @@ class Scenario:
         return None
 
 
-#: Hook events the scenario raises in 2.1.197 (observed, see NOTES.md), as
+#: Hook events the scenario raises in 2.1.197 via settings hooks (observed, see NOTES.md), as
 #: (hook_event_name, tool_name, tool_use_id, raised inside the subagent). Compare as a multiset: the
 #: order of InstructionsLoaded vs UserPromptSubmit and of the two parallel calls' hooks varies.
 EXPECTED_HOOKS: list[tuple[str, str | None, str | None, bool]] = [
@@ -163,6 +176,10 @@ EXPECTED_HOOKS: list[tuple[str, str | None, str | None, bool]] = [
             ("PostToolBatch", None, None, False),
         )
     ],
+    ("PreToolUse", "Bash", ID["bash_cd"], False),
+    ("PostToolUse", "Bash", ID["bash_cd"], False),
+    ("CwdChanged", None, None, False),  # only to settings hooks, never to a plugin's
+    ("PostToolBatch", None, None, False),
     ("MessageDisplay", None, None, False),  # the text block before the parallel calls
     ("PreToolUse", "Bash", ID["par_a"], False),
     ("PreToolUse", "Bash", ID["par_b"], False),
@@ -189,3 +206,30 @@ EXPECTED_HOOKS: list[tuple[str, str | None, str | None, bool]] = [
     ("Stop", None, None, False),
     ("SessionEnd", None, None, False),
 ]
+
+
+#: The topic of the prompt Claude Code submits itself when a background subagent finishes.
+TASK_NOTIFICATION_TOPIC = "prompt.task_notification"
+
+#: CwdChanged never reaches a plugin's hooks (2.1.197 and 2.1.332): only settings hooks get it.
+PLUGIN_BLIND = ("CwdChanged",)
+
+
+def expected_hooks(version: str, mode: str = "settings") -> list[tuple[str, str | None, str | None, bool]]:
+    """The hook events ``version`` raises for the scenario, as observed (NOTES.md), by route.
+
+    ``mode`` is the route the recorder is registered by: "settings" (everything) or "plugin"
+    (everything a plugin receives: no CwdChanged). 2.1.332 runs the Agent subagent in the
+    background: its result comes back as a second UserPromptSubmit (a ``<task-notification>``)
+    answered by a second final text, so one more UserPromptSubmit, MessageDisplay and Stop.
+    """
+    hooks = list(EXPECTED_HOOKS)
+    if version != "2.1.197":
+        hooks += [
+            ("UserPromptSubmit", None, None, False),
+            ("MessageDisplay", None, None, False),
+            ("Stop", None, None, False),
+        ]
+    if mode == "plugin":
+        hooks = [hook for hook in hooks if hook[0] not in PLUGIN_BLIND]
+    return hooks

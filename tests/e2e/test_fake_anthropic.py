@@ -112,9 +112,10 @@ def test_scenario_steps() -> None:
     assert scen(_conv(MAIN_MARKER, 0)) == [
         tool_use(ID["bash_ok"], "Bash", {"command": "echo hello", "description": "Say hello"})
     ]
-    assert [b.get("id") for b in scen(_conv(MAIN_MARKER, 5)) or []] == [None, ID["par_a"], ID["par_b"]]
-    assert (scen(_conv(MAIN_MARKER, 8)) or [{}])[0]["name"] == "Agent"
-    assert scen(_conv(MAIN_MARKER, 9)) == [text("Scenario complete.")]
+    assert (scen(_conv(MAIN_MARKER, 2)) or [{}])[0]["input"]["command"] == "mkdir -p sub && cd sub && pwd"
+    assert [b.get("id") for b in scen(_conv(MAIN_MARKER, 6)) or []] == [None, ID["par_a"], ID["par_b"]]
+    assert (scen(_conv(MAIN_MARKER, 9)) or [{}])[0]["name"] == "Agent"
+    assert scen(_conv(MAIN_MARKER, 10)) == [text("Scenario complete.")]
     assert (scen(_conv(SUB_MARKER, 0)) or [{}])[0]["id"] == ID["sub_bash"]
     assert (scen(_conv(SUB_MARKER, 1)) or [{}])[0]["type"] == "text"
     # Side requests: no tools, or an unknown conversation.
@@ -123,7 +124,7 @@ def test_scenario_steps() -> None:
 
 
 def test_task_update_uses_reported_id() -> None:
-    body = _conv(MAIN_MARKER, 7)
+    body = _conv(MAIN_MARKER, 8)
     body["messages"][-1]["content"][0]["tool_use_id"] = ID["task_create"]
     step = Scenario("/proj")(body) or [{}]
     assert step[0]["input"] == {"taskId": "7", "status": "completed"}

@@ -6,11 +6,13 @@ import json
 import os
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from support import REPO, World
+from elsabro.install import claude, versions
+from support import REPO, World, wait_until
 
 
 def install(world: World, path_dirs: list[str]) -> subprocess.CompletedProcess[str]:
@@ -57,10 +59,10 @@ def test_install_without_claude_registers_hooks_and_starts_the_daemon(world: Wor
 def test_install_with_claude_registers_the_plugin(world: World, tmp_path: Path) -> None:
     from run_claude import ensure_claude
 
-    claude = Path(ensure_claude(REPO / ".cache" / "claude-code"))
+    binary = Path(ensure_claude(REPO / ".cache" / "claude-code"))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "claude").symlink_to(claude)
+    (bin_dir / "claude").symlink_to(binary)
     for _ in range(2):
         done = install(world, [str(bin_dir)])
         assert done.returncode == 0, done.stdout + done.stderr
@@ -68,4 +70,60 @@ def test_install_with_claude_registers_the_plugin(world: World, tmp_path: Path) 
     installed = json.loads((world.home / ".claude" / "plugins" / "installed_plugins.json").read_text())
     assert list(installed["plugins"]) == ["elsabro@elsabro"]
     settings = world.home / ".claude" / "settings.json"
-    assert "hooks" not in json.loads(settings.read_text())  # the plugin, not settings, runs the hook
+    # The plugin runs the hook for its events; settings only for the ones it does not receive.
+    rest = [event for event in claude.EVENTS if event not in versions.PLUGIN_EVENTS]
+    assert claude.registration_counts(settings) == dict.fromkeys(rest, 1)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)  # four install.sh runs (pip each time) and one CLI session
+def test_install_without_claude_then_with_it_then_again_registers_each_event_once(
+    world: World, tmp_path: Path
+) -> None:
+    """The order people meet: installed before Claude Code, then again after, then once more.
+
+    Each run must leave every event of the installed version registered exactly once (the
+    plugin for what it receives, settings for the rest), and a real session then stores
+    every hook event once.
+    """
+    from test_claude_code import expected_topics, run_session
+
+    from run_claude import cache_dir, ensure_claude
+
+    version = "2.1.332"  # the newest: its settings part is the largest (new events)
+    binary = Path(ensure_claude(cache_dir(version), version))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "claude").symlink_to(binary)
+    settings = world.home / ".claude" / "settings.json"
+
+    first = install(world, [])
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert set(claude.registered_in(settings)) == set(claude.EVENTS)  # no claude: settings carry all
+
+    profile = versions.profile(versions.parse_version(version))
+    rest = {event for event in profile.events if event not in versions.PLUGIN_EVENTS}
+    for _ in range(2):
+        done = install(world, [str(bin_dir)])
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "FIX" not in done.stdout, done.stdout
+        assert f"Claude Code {version}" in done.stdout
+        counts = claude.registration_counts(settings)
+        assert set(counts) == rest and set(counts.values()) == {1}, counts
+    installed = json.loads((world.home / ".claude" / "plugins" / "installed_plugins.json").read_text())
+    assert list(installed["plugins"]) == ["elsabro@elsabro"]
+
+    # And without claude once more: the plugin stays the route for its events, nothing doubles.
+    again = install(world, [])
+    assert again.returncode == 0 and "FIX" not in again.stdout, again.stdout + again.stderr
+    assert set(claude.registration_counts(settings)) == rest
+
+    (world.project / "CLAUDE.md").write_text("# e2e project\n")
+    env = {
+        "PATH": os.pathsep.join([str(bin_dir), str(world.home / ".local" / "bin"), "/usr/bin", "/bin"]),
+        "ELSABRO_SOCKET": world.env["ELSABRO_SOCKET"],
+    }
+    run_session(world, str(binary), env)
+    expected = expected_topics(version)
+    wait_until(lambda: len(world.events()) >= sum(expected.values()), timeout_s=30, what="the session")
+    assert Counter(r["topic"] for r in world.events()) == expected  # each hook event stored once

@@ -84,17 +84,20 @@ def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_hooks(ctx: Context, args: argparse.Namespace) -> int:
-    from elsabro.install import claude
+    from elsabro.install import claude, versions
 
     path = claude.settings_path("project" if args.project_scope else "user", Path(ctx.project))
     if args.action == "install":
-        count = claude.install(path)
-        print(f"elsabro hooks registered for {count} events in {path}")
-        if claude.plugin_installed():
-            print(
-                "note: the elsabro plugin is installed too; each event would be recorded twice",
-                file=sys.stderr,
-            )
+        profile = versions.profile(versions.installed_version(args.claude))
+        plugin = claude.plugin_installed()
+        events = claude.settings_events(profile, plugin, claude.registered_in(path))
+        count = claude.install(path, events=events)
+        route = "the plugin, and settings for the rest" if plugin else "settings only"
+        print(f"Claude Code {profile.label}: route {route}")
+        print(
+            f"elsabro hooks registered for {count} events in {path}"
+            + (f": {', '.join(events)}" if plugin else "")
+        )
     elif claude.uninstall(path):
         print(f"elsabro hooks removed from {path}")
     else:
@@ -147,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scope.add_argument(
         "--project", dest="project_scope", action="store_true", help="<project>/.claude/settings.json"
+    )
+    hooks.add_argument(
+        "--claude", default="claude", help="the Claude Code command whose version decides the events"
     )
     hooks.set_defaults(func=cmd_hooks, project_scope=False)
 

@@ -50,7 +50,15 @@ TOPICS: dict[str, str] = {
     "CwdChanged": "cwd.changed",
     "FileChanged": "file.changed",
     "MessageDisplay": "message.displayed",
+    # Claude Code 2.1.332 and later.
+    "DirectoryAdded": "directory.added",
+    "PreModelSwitch": "model.switching",
+    "PostModelSwitch": "model.switched",
 }
+# The prompt Claude Code submits itself when a background task (a subagent) finishes
+# (2.1.332: a UserPromptSubmit whose prompt is a `<task-notification>` element): not the user's.
+TASK_NOTIFICATION_TOPIC = "prompt.task_notification"
+_TASK_NOTIFICATION_PREFIX = "<task-notification>"
 
 _NOT_SEGMENT = re.compile(r"[^A-Za-z0-9_\-:]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -80,12 +88,18 @@ def topic_for(payload: dict[str, Any]) -> str:
     if not isinstance(name, str) or not name:
         raise BadRequest("hook payload has no hook_event_name")
     template = TOPICS.get(name)
+    if name == "UserPromptSubmit" and _is_task_notification(payload.get("prompt")):
+        return TASK_NOTIFICATION_TOPIC
     if template is None:
         return "hook." + _segment(_CAMEL.sub("_", name), "unknown")
     return template.format(
         tool=_segment(payload.get("tool_name"), "unknown"),
         kind=_segment(payload.get("notification_type"), "other"),
     )
+
+
+def _is_task_notification(prompt: Any) -> bool:
+    return isinstance(prompt, str) and prompt.lstrip().startswith(_TASK_NOTIFICATION_PREFIX)
 
 
 class _Lru(OrderedDict[str, str]):

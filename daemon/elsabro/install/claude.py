@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,14 @@ from typing import Any
 from elsabro.core import durable
 from elsabro.core.errors import UsageError
 from elsabro.ingest.hooks import TOPICS
+from elsabro.install import versions
 
 HOOK_SCRIPT_NAME = "elsabro-hook.sh"
-# Every event of the topic table: all known to Claude Code 2.1.197 (one unknown name in a
-# plugin's hooks.json silently disables all of that plugin's hooks).
-EVENTS = list(TOPICS)
-NEVER = ("WorktreeCreate", "WorktreeRemove")
+PLUGIN_ID = "elsabro@elsabro"
+# The events of the oldest supported Claude Code (2.1.197), in topic-table order: the default
+# when the installed version is unknown.
+EVENTS = [event for event in TOPICS if event in versions.KNOWN_EVENTS[versions.OLDEST]]
+NEVER = tuple(sorted(versions.NEVER))
 TIMEOUT_S = 5
 
 
@@ -94,17 +97,38 @@ def _group_has_ours(group: Any) -> bool:
     )
 
 
-def install(path: Path, script: Path | None = None) -> int:
-    """Register the forwarder for every event in a settings file; returns events registered."""
+def install(path: Path, script: Path | None = None, events: Iterable[str] | None = None) -> int:
+    """Register the forwarder once for each of `events` (default EVENTS) in a settings file,
+    and for no other event; returns how many events are registered."""
+    chosen = [event for event in (EVENTS if events is None else events) if event not in NEVER]
     data = _load(path)
     command = f"sh {shlex.quote(str(script or hook_script()))}"
     hooks = _without_ours(data.get("hooks", {}))
-    for event in EVENTS:
+    for event in chosen:
         entry = {"type": "command", "command": command, "timeout": TIMEOUT_S}
         hooks.setdefault(event, []).append({"hooks": [entry]})
-    data["hooks"] = hooks
+    if hooks:
+        data["hooks"] = hooks
+    else:
+        data.pop("hooks", None)
     _save(path, data)
-    return len(EVENTS)
+    return len(chosen)
+
+
+def settings_events(profile: versions.Profile, plugin: bool, already: Iterable[str] = ()) -> list[str]:
+    """The events a settings file must register so that each event runs the forwarder once.
+
+    With the plugin installed: only what the plugin does not carry (versions.PLUGIN_EVENTS:
+    so CwdChanged, which Claude Code never sends to a plugin, InstructionsLoaded and the
+    other session-start events, and the events newer than 2.1.197). Without it: everything
+    the version knows. When the version is unknown (no
+    `claude` on the PATH), events a newer Claude Code registered earlier are kept.
+    """
+    wanted = [e for e in profile.events if not (plugin and e in versions.PLUGIN_EVENTS)]
+    if profile.version is None:
+        keep = set(already) & versions.ALL_KNOWN
+        wanted += sorted(e for e in keep if e not in wanted and not (plugin and e in versions.PLUGIN_EVENTS))
+    return wanted
 
 
 def uninstall(path: Path) -> bool:
@@ -122,6 +146,24 @@ def uninstall(path: Path) -> bool:
     return True
 
 
+def registration_counts(path: Path) -> dict[str, int]:
+    """How many times a settings file runs elsabro's forwarder, per event."""
+    try:
+        hooks = _load(path).get("hooks", {})
+    except UsageError:
+        return {}
+    counts: dict[str, int] = {}
+    for event, groups in hooks.items():
+        if not isinstance(groups, list):
+            continue
+        for group in groups:
+            if isinstance(group, dict) and isinstance(group.get("hooks"), list):
+                found = sum(1 for hook in group["hooks"] if _is_ours(hook))
+                if found:
+                    counts[event] = counts.get(event, 0) + found
+    return counts
+
+
 def registered_in(path: Path) -> list[str]:
     """The events for which a settings file runs elsabro's forwarder."""
     try:
@@ -137,11 +179,19 @@ def registered_in(path: Path) -> list[str]:
 
 
 def plugin_installed(home: Path | None = None) -> bool:
-    """True if Claude Code has the elsabro plugin installed for this user."""
+    """True if Claude Code has the elsabro plugin installed for this user and not disabled."""
     record = (home or Path.home()) / ".claude" / "plugins" / "installed_plugins.json"
     try:
         data = json.loads(record.read_text())
     except (OSError, ValueError):
         return False
     plugins = data.get("plugins", data) if isinstance(data, dict) else {}
-    return any(str(name).split("@")[0] == "elsabro" for name in plugins)
+    names = [str(name) for name in plugins if str(name).split("@")[0] == "elsabro"]
+    if not names:
+        return False
+    try:
+        enabled = _load(settings_path("user", Path.cwd(), home)).get("enabledPlugins", {})
+    except UsageError:
+        enabled = {}
+    # Disabled (`"elsabro@elsabro": false` in enabledPlugins) means its hooks do not run.
+    return not isinstance(enabled, dict) or any(enabled.get(name, True) is not False for name in names)

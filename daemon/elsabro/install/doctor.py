@@ -20,7 +20,7 @@ from elsabro.config import trust
 from elsabro.core.errors import ConfigError, ElsabroError
 from elsabro.core.settings import Settings
 from elsabro.daemon import client
-from elsabro.install import claude
+from elsabro.install import claude, routes, versions
 
 
 @dataclass
@@ -34,7 +34,7 @@ def run_checks(settings: Settings, project: Path, home: Path | None = None) -> l
     checks = [_tools(), _socket(settings)]
     checks.append(_daemon(settings))
     daemon_up = checks[-1].ok
-    checks.append(_registered(project, home))
+    checks.extend(_registered(project, home, versions.installed_version()))
     if daemon_up:
         checks.append(_round_trip(settings, project))
     checks.append(_config(settings, project, daemon_up))
@@ -65,21 +65,53 @@ def _daemon(settings: Settings) -> Check:
     return Check("daemon", True, f"running, pid {status['pid']}")
 
 
-def _registered(project: Path, home: Path | None) -> Check:
-    if claude.plugin_installed(home):
-        return Check("hooks", True, "the elsabro plugin is installed in Claude Code")
-    for scope in ("user", "project"):
-        path = claude.settings_path(scope, project, home)
-        events = claude.registered_in(path)
-        if events:
-            missing = sorted(set(claude.EVENTS) - set(events))
-            detail = f"registered in {path}" + (f" (missing: {', '.join(missing)})" if missing else "")
-            return Check("hooks", not missing, detail)
-    return Check(
-        "hooks",
-        False,
-        "not registered: `claude plugin install elsabro@elsabro` or `elsabro hooks install --user`",
-    )
+def _registered(project: Path, home: Path | None, version: tuple[int, int, int] | None) -> list[Check]:
+    """The Claude Code version, the routes, and each event registered exactly once."""
+    found = routes.inspect(project, home, version)
+    profile = found.profile
+    label = "not found on the PATH" if version is None else profile.label
+    checks = [Check("claude code", True, f"{label} (events of {'.'.join(map(str, profile.basis))})")]
+    if not found.where:
+        checks.append(
+            Check(
+                "hooks",
+                False,
+                "not registered: run ./install.sh, or `elsabro hooks install --user`",
+            )
+        )
+        return checks
+    routes_text = " + ".join("plugin" if r == "plugin" else f"settings {r}" for r in found.routes)
+    checks.append(Check("hooks", True, f"{len(found.where)} events via {routes_text}"))
+    doubled = found.duplicates()
+    if doubled:
+        names = sorted(doubled)
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        places = sorted({place for where in doubled.values() for place in where})
+        if "plugin" in places:
+            fix = "run `elsabro hooks install --user` (settings then keep only what the plugin lacks)"
+        else:
+            fix = "keep one: `elsabro hooks uninstall --project` (or remove the extra entries)"
+        checks.append(
+            Check(
+                "duplicates",
+                False,
+                f"{len(names)} events registered more than once ({shown}) in {' and '.join(places)}: "
+                f"each would be stored twice; {fix}",
+            )
+        )
+    missing, unfit = found.missing(), found.unfit()
+    if missing or unfit:
+        parts = [f"not registered: {', '.join(missing)}"] if missing else []
+        parts += [f"unknown to Claude Code {profile.label}: {', '.join(unfit)}"] if unfit else []
+        checks.append(
+            Check(
+                "fit",
+                False,
+                "; ".join(parts)
+                + f"; the registration does not fit Claude Code {label}: re-run ./install.sh",
+            )
+        )
+    return checks
 
 
 def _config(settings: Settings, project: Path, daemon_up: bool) -> Check:
