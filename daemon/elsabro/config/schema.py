@@ -9,7 +9,6 @@ unit, milliseconds (`retryDelay`, `timeout`). `ProjectConfig.model_json_schema()
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from elsabro.core.errors import UsageError
-from elsabro.core.redact import Rules
+from elsabro.core.redact import Rules, check_linear_pattern
 from elsabro.core.topics import check_pattern, check_topic, matches
 
 
@@ -222,10 +221,7 @@ class RedactionPattern(_Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except (re.error, OverflowError, RecursionError) as exc:
-            raise ValueError(f"invalid regex: {exc}") from None
+        check_linear_pattern(value)  # RE2: matched in linear time, or refused here with the reason
         return value
 
 

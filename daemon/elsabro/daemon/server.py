@@ -150,12 +150,14 @@ class Server:
             await project.ingest.session_started(payload)
             events = project.ingest.events(payload)
         except BadRequest as exc:
-            await asyncio.to_thread(spool.write, project.path, request.body, rejected=str(exc))
+            await asyncio.to_thread(
+                spool.write, project.path, request.body, rejected=str(exc), rules=project.log.rules
+            )
             raise
         try:
             await project.log.append(events)
         except (Busy, StoreError) as exc:
-            await asyncio.to_thread(spool.write, project.path, request.body)
+            await asyncio.to_thread(spool.write, project.path, request.body, rules=project.log.rules)
             return Response.json({"spooled": str(exc)}, 202)
         return Response.json({})
 

@@ -40,6 +40,7 @@ from elsabro.config.schema import WebhookEndpoint, WebhooksConfig
 from elsabro.core import durable
 from elsabro.core.clock import now_iso
 from elsabro.core.cloudevents import cloudevent
+from elsabro.core.redact import marker, scrub
 from elsabro.core.topics import matches
 from elsabro.delivery.context import ProjectContext
 
@@ -191,13 +192,23 @@ async def send(
         "time": now_iso(),
         "statusCode": outcome.status_code,
         "latencyMs": round((time.monotonic() - started) * 1000, 1),
-        "error": outcome.error,
-        "response": excerpt,
+        # A receiver may echo the request, its Authorization and signature included.
+        "error": None if outcome.error is None else _scrubbed(outcome.error, endpoint),
+        "response": _scrubbed(excerpt, endpoint),
         "replay": replay,
         "status": "success" if outcome.ok else "failed",
     }
     await asyncio.to_thread(durable.append, project / DELIVERIES, _dumps(entry) + b"\n")
     return outcome
+
+
+def _scrubbed(text: str, endpoint: WebhookEndpoint) -> str:
+    """Text about an attempt without the endpoint's own secrets and header values (whatever
+    they look like) nor anything else that looks like a secret."""
+    for value in (*endpoint.secrets, *endpoint.headers.values()):
+        if len(value) >= 4:
+            text = text.replace(value, marker("webhook-secret"))
+    return scrub(text)
 
 
 def backoff_s(config: WebhooksConfig, attempt: int) -> float:

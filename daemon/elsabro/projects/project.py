@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 
 from elsabro.config.schema import ProjectConfig
@@ -104,7 +105,7 @@ class Project:
         """Run under this config: its redaction for every later write, its subscriptions and
         webhook endpoints (unchanged ones keep running)."""
         self.config = config
-        self.log.rules = config.rules()
+        self.log.rules = replace(config.rules(), budget_ms=self.settings.redaction_budget_ms)
         self.dispatcher.apply(config)
 
     async def apply_retention(self) -> Removal | None:
