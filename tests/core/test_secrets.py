@@ -17,6 +17,7 @@ PGP_BODY = "lQOYBGVpgpPrivBodyLine0123456789abcdef"
 SPLIT_KEY = "MIIEowIBAAKCAQEAsplitKeyLineQwErTy0987"
 HANDLER_PW = "HandlerPw-Zq81Lx"
 WEBHOOK_AUTH = "WebhookAuth-Yy72Kp40"
+LIMIT_BYTES = 1024 * 1024  # the daemon's request limit in this test, so an oversized payload is cheap
 
 # Each secret, the text around it, and where Claude Code puts it.
 SECRETS: dict[str, str] = {
@@ -130,6 +131,7 @@ def test_no_secret_reaches_any_file_elsabro_writes(world: World, receiver: Recei
     # The handler's secret reaches it through the daemon's environment, the webhook's through a
     # reference, so the config file itself holds none.
     world.env.update(LEAK_PW=HANDLER_PW, LEAK_GH=GH, HOOK_AUTH=f"Bearer {WEBHOOK_AUTH}")
+    world.env["ELSABRO_MAX_REQUEST_BYTES"] = str(LIMIT_BYTES)
     receiver.echo.add("/echo")
     configure(
         world,
@@ -175,7 +177,7 @@ def test_no_secret_reaches_any_file_elsabro_writes(world: World, receiver: Recei
         }
     )
     # Larger than the daemon takes: it refuses it part-way and the hook spools the rest.
-    filler = "x" * (world.settings.max_request_bytes + 1024)
+    filler = "x" * (3 * LIMIT_BYTES)
     oversized = json.dumps({**_bash("cat big.log", filler), "tail": f"password={SECRETS['oversized']}"})
     assert run_hook(world, oversized.encode()).returncode == 0
 
@@ -188,6 +190,7 @@ def test_no_secret_reaches_any_file_elsabro_writes(world: World, receiver: Recei
     wait_until(lambda: (elsabro_dir / "deliveries.jsonl").exists(), what="the delivery log")
     spool = elsabro_dir / "spool"
     wait_until(lambda: not any(spool.glob("*.json")), what="the spool drained")
+    assert any((spool / "rejected").glob("*.json"))  # the oversized payload's tail, kept redacted
     # The receiver did get the real header: the reference was resolved at use.
     assert receiver.at("/echo")[0].headers["authorization"] == f"Bearer {WEBHOOK_AUTH}"
     assert WEBHOOK_AUTH in json.dumps(receiver.at("/echo")[0].headers)

@@ -10,14 +10,13 @@ file name); the files are deleted only after the batch is fsynced. If the daemon
 between the two, the next drain skips every file whose id is already in the log.
 A file that is not a hook payload is kept, redacted, in `spool/rejected/` and reported,
 never retried forever; the raw file is removed (the tail of a payload too large for the
-daemon is such a file, and may hold anything).
+daemon is such a file, and may hold anything; it is kept redacted as text).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -146,11 +145,8 @@ def _redacted(body: bytes, rules: Rules) -> bytes:
     file is the one place raw input touches the disk, owner-only, until it is drained)."""
     try:
         return json.dumps(scrub_value(json.loads(body), rules), ensure_ascii=False).encode()
-    except (ValueError, RecursionError):
-        # Not JSON: the tail of a payload cut short, say, where a secret may start mid-way and
-        # match no detector. Only its size and hash are kept.
-        digest = hashlib.sha256(body).hexdigest()
-        return json.dumps({"notJson": True, "bytes": len(body), "sha256": digest}).encode()
+    except (ValueError, RecursionError):  # not JSON (the tail of a payload cut short): as text
+        return scrub(body.decode("utf-8", "replace"), rules).encode()
 
 
 def _reject(directory: Path, name: str, reason: str, rules: Rules) -> None:
