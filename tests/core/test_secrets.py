@@ -5,10 +5,15 @@ an oversized payload is cut short; afterwards no secret is in any file elsabro w
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from elsabro.core.errors import ElsabroError
 from elsabro.core.redact import Rules, redact_event, redact_value
+from elsabro.daemon.process import RedactingFilter
 from receiver import Receiver
 from support import DaemonProcess, World, configure, payload, run_hook, wait_until
 
@@ -282,3 +287,33 @@ def test_the_budget_replaces_what_it_cannot_reach() -> None:
     redacted = redact_event(record, Rules(budget_ms=0.0))
     assert redacted["payload"] == {"a": "[REDACTED:budget]", "b": "[REDACTED:budget]"}
     assert redacted["id"] == "evt_1" and redacted["topic"] == "a"
+
+
+def test_the_daemon_log_filter_redacts_any_logger_message_and_arguments(tmp_path: Path) -> None:
+    # The filter the daemon puts on its log handlers, on a real file handler and httpx's logger.
+    log_file = tmp_path / "daemon.log"
+    handler = logging.FileHandler(log_file)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("httpx")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info(
+            'HTTP Request: %s %s "%s"', "POST", "https://deploy:UrlPw-in-args99@hooks.test/x", "HTTP/1.1 200"
+        )
+        try:
+            raise RuntimeError(f"boom with {GH}")
+        except RuntimeError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    text = log_file.read_text()
+    assert "UrlPw-in-args99" not in text and GH not in text
+    assert "[REDACTED:url-password]" in text and "RuntimeError" in text
+
+
+def test_an_error_answer_does_not_quote_a_secret(world: World, daemon: DaemonProcess) -> None:
+    with pytest.raises(ElsabroError) as raised:
+        world.client().publish({"topic": f"deploy.{GH}!"})
+    assert GH not in str(raised.value) and "[REDACTED:github-token]" in str(raised.value)
