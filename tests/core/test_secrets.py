@@ -317,3 +317,22 @@ def test_an_error_answer_does_not_quote_a_secret(world: World, daemon: DaemonPro
     with pytest.raises(ElsabroError) as raised:
         world.client().publish({"topic": f"deploy.{GH}!"})
     assert GH not in str(raised.value) and "[REDACTED:github-token]" in str(raised.value)
+
+
+def test_a_subscription_test_hands_its_handler_a_redacted_event(world: World, tmp_path: Path) -> None:
+    configure(
+        world,
+        {
+            "subscriptions": [
+                {"name": "t", "topic": "probe.one", "handler": {"type": "append", "path": "out.jsonl"}}
+            ]
+        },
+    )
+    DaemonProcess(world).start()
+    event = tmp_path / "event.json"
+    event.write_text(
+        json.dumps({"topic": "probe.one", "payload": {"cmd": f"git push https://{GH}@git.test/r"}})
+    )
+    assert world.cli("subscriptions", "test", "t", "--event", str(event)).stdout.strip() == "ok"
+    written = (world.project / "out.jsonl").read_text()
+    assert GH not in written and "[REDACTED:github-token]" in written

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from elsabro.config.schema import one_line
 from elsabro.core.errors import BadRequest, Busy, HandlerError, LogInUse, NotFound, StoreError
 from elsabro.core.model import PublishRequest, new_event_id, now_iso
+from elsabro.core.redact import redact_event
 from elsabro.daemon.http import Request, Response
 from elsabro.delivery import pushed, webhooks
 from elsabro.delivery import replay as replay_mod
@@ -185,7 +186,8 @@ class Server:
         record = body.get("event")
         if not isinstance(record, dict) or not isinstance(record.get("topic"), str):
             raise BadRequest("event must be an event object with at least a topic")
-        record = {"id": new_event_id(), "timestamp": now_iso(), **record}
+        # Redacted as if it had been stored: a handler may write or send what it is given.
+        record = redact_event({"id": new_event_id(), "timestamp": now_iso(), **record}, project.log.rules)
         try:
             await member.attempt(project, record, 1)
         except HandlerError as exc:

@@ -111,8 +111,8 @@ _DETECTORS: list[tuple[str, tuple[str, ...], str]] = [
     ("google-api-key", ("aiza",), r"\bAIza[0-9A-Za-z_\-]{35}"),
     ("jwt", ("eyj",), r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
     # A URL's password, also with an empty user or an `@` inside it: up to the last `@`
-    # before the path.
-    ("url-password", ("://",), r"(?P<k>://[^/\s:@\"'<>]*:)(?P<v>[^/\s\"'<>]+)(?P<t>@)"),
+    # before the path. The user holds no `[`, so an earlier marker is not taken for one.
+    ("url-password", ("://",), r"(?P<k>://[^/\s:@\"'<>\[\]]*:)(?P<v>[^/\s\"'<>]+)(?P<t>@)"),
     # Password flags of common tools: `--password=x`, `--token x`, `mysql -pX`, `sshpass -p X`.
     (
         "password-flag",
