@@ -165,7 +165,8 @@ def _replacer(detector: Detector) -> Any:
 
     def replace(match: Any) -> str:
         value: str = match.group("v")
-        if value.lower() in NOT_SECRETS or value.startswith("[REDACTED"):
+        # A count (`"total_tokens": 1234`) is no secret; neither is a name or an earlier marker.
+        if value.isdigit() or value.lower() in NOT_SECRETS or value.startswith("[REDACTED"):
             return str(match.group(0))
         tail = match.group("t") if "t" in detector.expression.groupindex else ""
         return f"{match.group('k')}{mark}{tail}"
