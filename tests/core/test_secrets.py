@@ -225,6 +225,7 @@ def test_config_check_warns_about_a_literal_secret(world: World) -> None:
                     "endpoints": [
                         {"id": "literal", "url": "http://127.0.0.1:9/x", "secret": "in-the-file-Kq2"},
                         {"id": "ref", "url": "http://127.0.0.1:9/y", "secret": {"env": "HOOK_SECRET"}},
+                        {"id": "userinfo", "url": "http://ci:in-the-url-Kq2@127.0.0.1:9/z"},
                     ]
                 }
             }
@@ -232,7 +233,9 @@ def test_config_check_warns_about_a_literal_secret(world: World) -> None:
     )
     result = world.cli("config", "check")
     assert "webhook literal: secret is a literal secret" in result.stderr
+    assert "webhook userinfo: url (its password) is a literal secret" in result.stderr
     assert "webhook ref" not in result.stderr
+    assert "in-the-file-Kq2" not in result.stderr + result.stdout
 
 
 def test_webhooks_add_stores_references(world: World, tmp_path: Path) -> None:

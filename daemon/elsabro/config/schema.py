@@ -12,6 +12,7 @@ import base64
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -120,6 +121,8 @@ class WebhookEndpoint(_Strict):
         """Where this endpoint keeps a secret as plain text in the file (for `config check`)."""
         found = ["secret" for value in self.secret_values() if isinstance(value, str)]
         found += [f"headers.{name}" for name, value in self.headers.items() if isinstance(value, str)]
+        if urlsplit(self.url).password:
+            found.append("url (its password)")
         return found
 
 
