@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ class Receiver:
     hits: list[Hit] = field(default_factory=list)
     script: dict[str, list[tuple[int, dict[str, str], float]]] = field(default_factory=dict)
     always: dict[str, int] = field(default_factory=dict)
+    echo: set[str] = field(default_factory=set)  # paths answered with the request's headers as JSON
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on(self, path: str, *answers: tuple[int, dict[str, str], float]) -> None:
@@ -62,9 +64,10 @@ def serve_receiver() -> Iterator[Receiver]:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("content-length", "2")
+            answer = json.dumps(dict(self.headers.items())).encode() if self.path in state.echo else b"ok"
+            self.send_header("content-length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            self.wfile.write(answer)
 
         def log_message(self, *args: Any) -> None:
             pass

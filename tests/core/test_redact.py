@@ -71,6 +71,9 @@ def test_each_kind_of_secret_is_replaced_by_its_marker(kind: str, text: str) -> 
         "https://example.com/path?page=2",
         "sk-short",
         "git commit -m 'fix the password reset form'",
+        '{"usage": {"total_tokens": 1234, "max_tokens": 4096}}',
+        "token: None, password: null",
+        "ssh://git@github.com:22/org/repo.git and https://host.test:8443/path",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:

@@ -32,6 +32,13 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
         return 1
     endpoints = len(loaded.events.webhooks.endpoints)
     print(f"ok: {len(loaded.subscriptions)} subscriptions, {endpoints} webhook endpoints")
+    for endpoint in loaded.events.webhooks.endpoints:
+        for where in endpoint.literal_secrets():
+            print(
+                f"elsabro: warning: webhook {endpoint.id}: {where} is a literal secret in a file git"
+                ' may commit; use {"env": "NAME"} or {"file": "/path/outside/the/repo"}',
+                file=sys.stderr,
+            )
     return 0
 
 

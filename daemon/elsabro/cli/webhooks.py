@@ -25,8 +25,11 @@ def _endpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["url"] = args.url
     if args.events:
         fields["events"] = [e.strip() for e in args.events.split(",") if e.strip()]
-    if args.secret:
-        fields["secret"] = args.secret[0] if len(args.secret) == 1 else list(args.secret)
+    secrets: list[Any] = list(args.secret or [])
+    secrets += [{"env": name} for name in args.secret_env or []]  # references: the file holds no secret
+    secrets += [{"file": str(Path(path).expanduser().absolute())} for path in args.secret_file or []]
+    if secrets:
+        fields["secret"] = secrets[0] if len(secrets) == 1 else secrets
     if args.format:
         fields["format"] = args.format
     if args.header:
@@ -127,6 +130,12 @@ def register(commands: Any) -> None:
     hooks.add_argument("--url")
     hooks.add_argument("--events", help="comma-separated topics: * for all, prefix.*, or patterns with #")
     hooks.add_argument("--secret", action="append", help="signing secret; repeat during a rotation")
+    hooks.add_argument(
+        "--secret-env", action="append", help="signing secret read from this variable of the daemon"
+    )
+    hooks.add_argument(
+        "--secret-file", action="append", help="signing secret read from this file (outside the repo)"
+    )
     hooks.add_argument("--format", choices=["elsabro", "standard", "cloudevents"])
     hooks.add_argument("--header", action="append", help="an extra header NAME=VALUE (repeatable)")
     hooks.add_argument("--enable", dest="enabled", action="store_true", default=None)

@@ -9,19 +9,20 @@ unit, milliseconds (`retryDelay`, `timeout`). `ProjectConfig.model_json_schema()
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from elsabro.config.secrets import SecretValue, resolve
 from elsabro.core.errors import UsageError
-from elsabro.core.redact import Rules
+from elsabro.core.redact import Rules, check_linear_pattern
 from elsabro.core.topics import TopicIndex, check_pattern, check_topic, matches
 
 
@@ -83,10 +84,14 @@ class WebhookEndpoint(_Strict):
     events: list[str] = Field(
         default=["*"], description="topics: `*` for all, `prefix.*`, or patterns with #"
     )
-    secret: str | list[str] | None = Field(
-        default=None, description="signing secret; several during a rotation (standard: whsec_...)"
+    secret: SecretValue | list[SecretValue] | None = Field(
+        default=None,
+        description='signing secret; several during a rotation (standard: whsec_...); {"env": NAME} or '
+        '{"file": PATH} keeps it out of the committed file',
     )
-    headers: dict[str, str] = {}
+    headers: dict[str, SecretValue] = Field(
+        default={}, description='values may be {"env": NAME} or {"file": PATH}'
+    )
     enabled: bool = True
     format: Literal["elsabro", "standard", "cloudevents"] = "elsabro"
     parallel: bool = Field(default=False, description="deliver several events at once, giving up log order")
@@ -96,18 +101,35 @@ class WebhookEndpoint(_Strict):
     def _standard_secrets(self) -> WebhookEndpoint:
         # Checked here, not at the first delivery: a bad key must not stop an endpoint later.
         if self.format == "standard":
-            for secret in self.secrets:
+            for secret in self.secret_values():
+                if not isinstance(secret, str):
+                    continue  # a reference is checked when it is read
                 try:
                     base64.b64decode(secret.removeprefix("whsec_"), validate=True)
                 except ValueError:
                     raise ValueError("a standard-format secret is whsec_ followed by base64") from None
         return self
 
-    @property
-    def secrets(self) -> list[str]:
+    def secret_values(self) -> list[SecretValue]:
         if self.secret is None:
             return []
-        return [self.secret] if isinstance(self.secret, str) else list(self.secret)
+        return list(self.secret) if isinstance(self.secret, list) else [self.secret]
+
+    def secrets(self, project: Path | None = None) -> list[str]:
+        """The signing secrets, references read now (ConfigError if one cannot be)."""
+        return [resolve(value, project) for value in self.secret_values()]
+
+    def resolved_headers(self, project: Path | None = None) -> dict[str, str]:
+        """The extra headers, references read now (ConfigError if one cannot be)."""
+        return {name: resolve(value, project) for name, value in self.headers.items()}
+
+    def literal_secrets(self) -> list[str]:
+        """Where this endpoint keeps a secret as plain text in the file (for `config check`)."""
+        found = ["secret" for value in self.secret_values() if isinstance(value, str)]
+        found += [f"headers.{name}" for name, value in self.headers.items() if isinstance(value, str)]
+        if urlsplit(self.url).password:
+            found.append("url (its password)")
+        return found
 
 
 class WebhooksConfig(_Strict):
@@ -239,10 +261,7 @@ class RedactionPattern(_Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except (re.error, OverflowError, RecursionError) as exc:
-            raise ValueError(f"invalid regex: {exc}") from None
+        check_linear_pattern(value)  # RE2: matched in linear time, or refused here with the reason
         return value
 
 

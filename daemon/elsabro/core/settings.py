@@ -84,6 +84,9 @@ class Settings:
     maintenance_interval_s: float = 10.0
     # How often the daemon applies each project's retention policy (`elsabro cleanup` runs it now).
     retention_interval_s: float = 3600.0
+    # The time redaction may take per event; fields reached after it are replaced whole
+    # (`[REDACTED:budget]`), so no input can stall the writer.
+    redaction_budget_ms: float = 200.0
 
     @cached_property
     def state_dir(self) -> Path:

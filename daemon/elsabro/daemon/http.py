@@ -29,6 +29,7 @@ import h11
 
 from elsabro.core.errors import BadRequest, ElsabroError, PayloadTooLarge, RequestTimeout
 from elsabro.core.jsonbody import parse_json
+from elsabro.core.redact import scrub
 from elsabro.core.settings import Settings
 
 log = logging.getLogger("elsabro.http")
@@ -70,7 +71,8 @@ class Response:
 
     @classmethod
     def error(cls, exc: ElsabroError) -> Response:
-        response = cls.json({"error": {"code": exc.code, "message": str(exc)}}, exc.http_status)
+        # An error can quote its input (a URL, a value): redacted like everything that leaves.
+        response = cls.json({"error": {"code": exc.code, "message": scrub(str(exc))}}, exc.http_status)
         if exc.http_status == 503:
             response.headers["Retry-After"] = "1"
         return response

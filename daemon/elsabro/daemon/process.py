@@ -36,7 +36,7 @@ from typing import Any
 
 from elsabro.config import trust
 from elsabro.config.files import CONFIG_FILE
-from elsabro.core import durable
+from elsabro.core import durable, redact
 from elsabro.core.errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError, Unauthorized
 from elsabro.core.model import Event
 from elsabro.core.settings import Settings
@@ -428,12 +428,32 @@ def setup_logging(settings: Settings, *, foreground: bool) -> None:
     handlers: list[logging.Handler] = [handler]
     if foreground:
         handlers.append(logging.StreamHandler())
+    for each in handlers:  # on the handlers, so every logger's records pass it (httpx's too)
+        each.addFilter(RedactingFilter())
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=handlers,
         force=True,
     )
+
+
+class RedactingFilter(logging.Filter):
+    """Secrets out of every log line: the message with its arguments (a request URL with its
+    credentials, a handler's stderr) and a traceback's text are redacted before formatting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        record.msg, record.args = redact.scrub(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact.scrub(record.exc_text)
+        record.exc_info = None
+        return True
 
 
 def run(settings: Settings, *, foreground: bool = True, open_at_start: list[str] | None = None) -> None:

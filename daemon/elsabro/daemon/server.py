@@ -47,6 +47,7 @@ from elsabro.core.errors import (
     WriteFailed,
 )
 from elsabro.core.model import PublishRequest, new_event_id, now_iso
+from elsabro.core.redact import Rules, redact_event
 from elsabro.daemon.http import Request, Response
 from elsabro.delivery import pushed, webhooks
 from elsabro.delivery import replay as replay_mod
@@ -185,12 +186,17 @@ class Server:
             stored = await project.drainer.deliver(payload, delivery)
         except BadRequest as exc:
             await asyncio.to_thread(
-                spool.write, project.path, request.body, rejected=str(exc), delivery=delivery
+                spool.write,
+                project.path,
+                request.body,
+                rejected=str(exc),
+                delivery=delivery,
+                rules=project.log.rules,
             )
             await asyncio.to_thread(spool.drop_hook_copy, project.path, delivery)
             raise
         except (Busy, StoreError) as exc:
-            response = await _spool(project.path, request.body, delivery, exc)
+            response = await _spool(project.path, request.body, delivery, exc, project.log.rules)
         else:
             response = Response.json({} if stored else {"duplicate": delivery})
         await asyncio.to_thread(spool.drop_hook_copy, project.path, delivery)
@@ -226,7 +232,8 @@ class Server:
         record = body.get("event")
         if not isinstance(record, dict) or not isinstance(record.get("topic"), str):
             raise BadRequest("event must be an event object with at least a topic")
-        record = {"id": new_event_id(), "timestamp": now_iso(), **record}
+        # Redacted as if it had been stored: a handler may write or send what it is given.
+        record = redact_event({"id": new_event_id(), "timestamp": now_iso(), **record}, project.log.rules)
         try:
             await member.attempt(project, record, 1)
         except HandlerError as exc:
@@ -387,10 +394,13 @@ class Server:
         return Response.json({"rows": session_timeline(records)})
 
 
-async def _spool(project: Path, body: bytes, delivery: str | None, why: ElsabroError) -> Response:
-    """Spool a hook payload the log cannot take now; if even that fails, say so (the hook keeps it)."""
+async def _spool(
+    project: Path, body: bytes, delivery: str | None, why: ElsabroError, rules: Rules | None = None
+) -> Response:
+    """Spool a hook payload the log cannot take now, redacted by the project's rules when it is
+    open; if even that fails, say so (the hook keeps it)."""
     try:
-        await asyncio.to_thread(spool.write, project, body, delivery=delivery)
+        await asyncio.to_thread(spool.write, project, body, delivery=delivery, rules=rules)
     except OSError as exc:
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         raise (DiskFull if full else WriteFailed)(

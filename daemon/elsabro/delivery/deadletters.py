@@ -16,6 +16,7 @@ from typing import Any
 from elsabro.core import durable
 from elsabro.core.errors import NotFound
 from elsabro.core.model import new_event_id, now_iso
+from elsabro.core.redact import scrub
 
 FILE = Path(".elsabro") / "deadletters.jsonl"
 
@@ -33,7 +34,8 @@ class DeadLetters:
         entry = {
             "id": "dlq_" + new_event_id().removeprefix("evt_"),
             "originalEvent": record,
-            "error": {"message": message, "detail": detail},
+            # A handler's message and stderr can hold what it was given: redacted like events.
+            "error": {"message": scrub(message), "detail": scrub(detail)},
             "subscriber": subscriber,
             "failedAt": now_iso(),
             "retryCount": retry_count,

@@ -23,6 +23,7 @@ from elsabro.config.schema import AppendHandler, ExecHandler, Handler, PublishHa
 from elsabro.core import durable
 from elsabro.core.errors import HandlerError
 from elsabro.core.model import Event
+from elsabro.core.redact import scrub
 from elsabro.delivery import webhooks
 from elsabro.delivery.context import ProjectContext
 
@@ -141,7 +142,8 @@ async def _exec(handler: ExecHandler, delivery: Delivery, project: Path, timeout
         await _kill(process)
         raise
     if process.returncode != 0:
-        detail = stderr[-_STDERR_BYTES:].decode("utf-8", "replace").strip()
+        # A handler may print what it was given; its output is redacted before it goes anywhere.
+        detail = scrub(stderr[-_STDERR_BYTES:].decode("utf-8", "replace").strip())
         last = detail.splitlines()[-1] if detail else ""
         raise HandlerError(f"exit {process.returncode}" + (f": {last}" if last else ""), detail)
 

@@ -40,6 +40,8 @@ from elsabro.config.schema import WebhookEndpoint, WebhooksConfig
 from elsabro.core import durable
 from elsabro.core.clock import now_iso
 from elsabro.core.cloudevents import cloudevent
+from elsabro.core.errors import ConfigError
+from elsabro.core.redact import marker, scrub
 from elsabro.core.topics import matches
 from elsabro.delivery.context import ProjectContext
 
@@ -77,9 +79,11 @@ REPLAY_HEADER = "elsabro-replay"
 
 
 def render(
-    endpoint: WebhookEndpoint, config: WebhooksConfig, record: dict[str, Any]
+    endpoint: WebhookEndpoint, config: WebhooksConfig, record: dict[str, Any], project: Path | None = None
 ) -> tuple[dict[str, str], bytes]:
-    """The headers and body of one attempt in the endpoint's format."""
+    """The headers and body of one attempt in the endpoint's format; secret references are
+    read now (ConfigError, one line, if one cannot be)."""
+    secrets = endpoint.secrets(project)
     if endpoint.format == "cloudevents":
         headers, body = {"content-type": "application/cloudevents+json"}, _dumps(cloudevent(record))
     else:
@@ -87,13 +91,13 @@ def render(
         if endpoint.format == "standard":
             seed = {"type": record["type"], "timestamp": record["timestamp"], "data": record.get("payload")}
         headers, body = {"content-type": "application/json"}, _dumps(seed)
-    headers = {**{k.lower(): v for k, v in endpoint.headers.items()}, **headers}
+    headers = {**{k.lower(): v for k, v in endpoint.resolved_headers(project).items()}, **headers}
     if (record.get("metadata") or {}).get("replay") is True:
         headers[REPLAY_HEADER] = "true"  # the seed's body has no metadata: say it in a header
     if endpoint.format == "standard":
-        headers.update(standard_headers(record["id"], int(time.time()), body, endpoint.secrets))
-    elif config.signing.enabled and endpoint.secrets:
-        digest = hmac.new(endpoint.secrets[0].encode(), body, config.signing.algorithm).hexdigest()
+        headers.update(standard_headers(record["id"], int(time.time()), body, secrets))
+    elif config.signing.enabled and secrets:
+        digest = hmac.new(secrets[0].encode(), body, config.signing.algorithm).hexdigest()
         headers[config.signing.header.lower()] = digest
     return headers, body
 
@@ -164,10 +168,11 @@ async def send(
     """POST one event to one endpoint once, and write the attempt to the delivery log."""
     import httpx
 
-    headers, body = render(endpoint, config, record)
     started = time.monotonic()
     excerpt = ""
+    headers: dict[str, str] = {}
     try:
+        headers, body = render(endpoint, config, record, project)
         response = await client.post(
             endpoint.url, content=body, headers=headers, timeout=endpoint.timeout / 1000
         )
@@ -176,6 +181,8 @@ async def send(
         outcome = Outcome(ok, response.status_code, None if ok else f"HTTP {response.status_code}")
         if response.status_code in (429, 503):
             outcome.retry_after_s = _retry_after(response.headers.get("retry-after"))
+    except ConfigError as exc:  # a secret reference that cannot be read: this endpoint fails
+        outcome = Outcome(False, None, str(exc))
     except httpx.TimeoutException:
         outcome = Outcome(False, None, f"timed out after {endpoint.timeout / 1000:g} s")
     except httpx.HTTPError as exc:
@@ -191,13 +198,25 @@ async def send(
         "time": now_iso(),
         "statusCode": outcome.status_code,
         "latencyMs": round((time.monotonic() - started) * 1000, 1),
-        "error": outcome.error,
-        "response": excerpt,
+        # A receiver may echo the request, its Authorization and signature included.
+        "error": None if outcome.error is None else _scrubbed(outcome.error, headers),
+        "response": _scrubbed(excerpt, headers),
         "replay": replay,
         "status": "success" if outcome.ok else "failed",
     }
     await asyncio.to_thread(durable.append, project / DELIVERIES, _dumps(entry) + b"\n")
     return outcome
+
+
+def _scrubbed(text: str, headers: dict[str, str]) -> str:
+    """Text about an attempt without the values of the headers sent (the endpoint's own
+    secrets, whatever they look like) nor anything else that looks like a secret."""
+    for name, value in headers.items():
+        if name in ("content-type", "webhook-id", "webhook-timestamp", REPLAY_HEADER):
+            continue
+        if len(value) >= 4:
+            text = text.replace(value, marker("webhook-secret"))
+    return scrub(text)
 
 
 def backoff_s(config: WebhooksConfig, attempt: int) -> float:

@@ -8,8 +8,9 @@ Exactly once, in the order the hooks ran: files are taken in name order, in chun
 each chunk is appended as one atomic batch whose events carry `metadata.spoolId` (the
 file name); the files are deleted only after the batch is fsynced. If the daemon dies
 between the two, the next drain skips every file whose id is already in the log.
-A file that is not a hook payload is moved to `spool/rejected/` and reported, never
-retried forever and never lost.
+A file that is not a hook payload is kept, redacted, in `spool/rejected/` and reported,
+never retried forever; the raw file is removed (the tail of a payload too large for the
+daemon is such a file, and may hold anything; it is kept redacted as text).
 
 The hook names each delivery `<ns>-<pid>` before it sends it, and spools it as
 `<ns>-<pid>.json` when the daemon does not acknowledge it in time; the live path stores
@@ -36,7 +37,7 @@ from elsabro.core import durable
 from elsabro.core.errors import BadRequest, Busy, ElsabroError
 from elsabro.core.jsonbody import parse_json
 from elsabro.core.model import Event, format_time
-from elsabro.core.redact import Rules, redact_text, redact_value
+from elsabro.core.redact import Rules, scrub, scrub_value
 from elsabro.ingest.hooks import SESSION_START_WAIT_S, Ingest
 from elsabro.store.log import ProjectLog
 
@@ -190,12 +191,20 @@ def _remove(directory: Path, names: list[str]) -> None:
 _last_ns = 0
 
 
-def write(project: Path, body: bytes, *, rejected: str | None = None, delivery: str | None = None) -> Path:
+def write(
+    project: Path,
+    body: bytes,
+    *,
+    rejected: str | None = None,
+    delivery: str | None = None,
+    rules: Rules | None = None,
+) -> Path:
     """Spool a hook payload on the daemon's side (it could not store it now), as the hook would.
 
     A delivery the hook named gets the name the hook would give it: if the hook gave up
     and spooled it too, the two are one file. With `rejected`, the payload is kept in
-    `spool/rejected/` for inspection instead.
+    `spool/rejected/` for inspection instead. Either is redacted first, by the project's
+    rules when it is open.
     """
     global _last_ns
     directory = spool_dir(project) / (REJECTED if rejected else "")
@@ -204,9 +213,9 @@ def write(project: Path, body: bytes, *, rejected: str | None = None, delivery: 
         _last_ns = max(time.time_ns(), _last_ns + 1)  # unique and ordered within this daemon
         delivery = f"{_last_ns}-{os.getpid()}"
     name = f"{delivery}.json"
-    durable.write_atomically(directory / name, _redacted(body))
+    durable.write_atomically(directory / name, _redacted(body, rules or Rules()))
     if rejected:
-        log.error("hook payload rejected (%s); kept in %s", rejected, directory / name)
+        log.error("hook payload rejected (%s); kept, redacted, in %s", rejected, directory / name)
     return directory / name
 
 
@@ -221,20 +230,27 @@ def drop_hook_copy(project: Path, delivery: str | None) -> None:
             (spool_dir(project) / f".{delivery}.tmp").unlink()
 
 
-def _redacted(body: bytes) -> bytes:
+def _redacted(body: bytes, rules: Rules) -> bytes:
     """What the daemon itself spools is redacted like what it stores (the hook's own spool
     file is the one place raw input touches the disk, owner-only, until it is drained)."""
     try:
-        return json.dumps(redact_value(json.loads(body), Rules()), ensure_ascii=False).encode()
-    except (ValueError, RecursionError):
-        return redact_text(body.decode("utf-8", "replace"), Rules()).encode()
+        return json.dumps(scrub_value(json.loads(body), rules), ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # not JSON (the tail of a payload cut short): as text
+        return scrub(body.decode("utf-8", "replace"), rules).encode()
 
 
-def _reject(directory: Path, name: str, reason: str) -> None:
+def _reject(directory: Path, name: str, reason: str, rules: Rules) -> None:
+    """Keep a file that is no hook payload, redacted, in `rejected/`; the raw one goes."""
     target = directory / REJECTED
     target.mkdir(mode=0o700, exist_ok=True)
-    os.replace(directory / name, target / name)
-    log.error("spool file %s rejected (%s); kept in %s", name, reason, target)
+    try:
+        body = (directory / name).read_bytes()
+    except FileNotFoundError:
+        return
+    durable.write_atomically(target / name, _redacted(body, rules))
+    (directory / name).unlink(missing_ok=True)
+    durable.fsync_dir(directory)
+    log.error("spool file %s rejected (%s); kept, redacted, in %s", name, scrub(reason, rules), target)
 
 
 class Drainer:
@@ -331,7 +347,7 @@ class Drainer:
                         raise ElsabroError(f"not JSON: {payload}")
                     made = self.ingest.events(payload, timestamp=_timestamp(name))
                 except ElsabroError as exc:
-                    await asyncio.to_thread(_reject, self.directory, name, str(exc))
+                    await asyncio.to_thread(_reject, self.directory, name, str(exc), self.project_log.rules)
                     continue
                 deliveries.claim(name)
                 claimed.append(name)

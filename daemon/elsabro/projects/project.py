@@ -16,6 +16,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 
 from elsabro.config.schema import ProjectConfig
@@ -130,7 +131,7 @@ class Project:
         handlers are withheld from it (config/trust.py), if they are."""
         self.config = config
         self.untrusted = untrusted
-        self.log.rules = config.rules()
+        self.log.rules = replace(config.rules(), budget_ms=self.settings.redaction_budget_ms)
         self.dispatcher.apply(config, forget_removed=untrusted is None)
 
     async def apply_retention(self) -> Removal | None:
