@@ -99,6 +99,7 @@ class DaemonProcess:
 
     world: World
     process: subprocess.Popen[bytes] | None = None
+    preexec: Callable[[], None] | None = None  # run in the child before exec (resource limits)
 
     def start(self) -> DaemonProcess:
         self.process = subprocess.Popen(
@@ -107,6 +108,7 @@ class DaemonProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=self.preexec,
         )
         self.world.daemons.append(self)
         wait_until(self._ready, what="the daemon to answer")

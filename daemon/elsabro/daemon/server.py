@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from itertools import islice
@@ -31,8 +33,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from elsabro.config.schema import one_line
-from elsabro.core.errors import BadRequest, Busy, HandlerError, LogInUse, NotFound, StoreError
-from elsabro.core.model import PublishRequest, new_event_id, now_iso
+from elsabro.core.errors import (
+    BadRequest,
+    Busy,
+    HandlerError,
+    LogInUse,
+    NotFound,
+    ProjectError,
+    ProjectMoved,
+    StoreError,
+)
+from elsabro.core.model import Event, PublishRequest, new_event_id, now_iso
 from elsabro.daemon.http import Request, Response
 from elsabro.delivery import pushed, webhooks
 from elsabro.delivery import replay as replay_mod
@@ -43,6 +54,8 @@ from elsabro.store.query import Query, parse_time
 from elsabro.views.projections import PROJECTIONS
 from elsabro.views.snapshots import rebuild, view
 from elsabro.views.timeline import session_timeline
+
+log = logging.getLogger("elsabro.daemon")
 
 PROJECT_HEADER = "elsabro-project"
 MAX_BATCH_EVENTS = 10_000
@@ -102,6 +115,18 @@ class Server:
     async def project(self, request: Request) -> Project:
         return await self.projects.get(request.headers.get(PROJECT_HEADER))
 
+    async def existing(self, request: Request) -> Project | None:
+        """The project for a read: None if it has no `.elsabro/` yet (a read creates nothing)."""
+        return await self.projects.find(request.headers.get(PROJECT_HEADER))
+
+    async def append(self, request: Request, project: Project, events: list[Event]) -> list[dict[str, Any]]:
+        """Append to the project's log; if its directory was replaced meanwhile (nothing of the
+        write reached the old files), once more into the directory there now."""
+        try:
+            return await project.log.append(events)
+        except ProjectMoved:
+            return await (await self.project(request)).log.append(events)
+
     async def status(self, request: Request) -> Response:
         return Response.json(self._status())
 
@@ -112,7 +137,7 @@ class Server:
     async def publish(self, request: Request) -> Response:
         spec = parse_publish(request.json())
         project = await self.project(request)
-        [stored] = await project.log.append([spec.to_event()])
+        [stored] = await self.append(request, project, [spec.to_event()])
         return Response.json(stored)
 
     async def publish_batch(self, request: Request) -> Response:
@@ -129,7 +154,7 @@ class Server:
             except BadRequest as exc:
                 raise BadRequest(f"events[{index}]: {exc}") from None
         project = await self.project(request)
-        stored = await project.log.append([spec.to_event() for spec in specs])
+        stored = await self.append(request, project, [spec.to_event() for spec in specs])
         return Response.json({"events": stored})
 
     async def hook(self, request: Request) -> Response:
@@ -139,12 +164,20 @@ class Server:
         owns the event: one it cannot store now is spooled (and drained later), and one
         that is not a hook payload is kept in `spool/rejected/`. Nothing is dropped.
         """
+        raw = request.headers.get(PROJECT_HEADER)
         try:
             project = await self.project(request)
         except LogInUse as exc:  # an embedded bus writes the log now: its spool waits for us
-            raw = request.headers.get(PROJECT_HEADER)
             await asyncio.to_thread(spool.write, check_project_dir(raw), request.body)
             return Response.json({"spooled": str(exc)}, 202)
+        except ProjectError as exc:
+            if raw and os.path.isabs(raw) and not os.path.lexists(raw):
+                # No directory, so no project to keep it for: creating one would make a project
+                # out of a path that is gone (a repo removed mid-session). Answered, so the hook
+                # does not spool it into a directory it would have to create either.
+                log.warning("hook event for %s dropped: the directory does not exist", raw)
+                return Response.json({"dropped": str(exc)}, 202)
+            raise
         try:
             payload = request.json()
             await project.ingest.session_started(payload)
@@ -153,7 +186,7 @@ class Server:
             await asyncio.to_thread(spool.write, project.path, request.body, rejected=str(exc))
             raise
         try:
-            await project.log.append(events)
+            await self.append(request, project, events)
         except (Busy, StoreError) as exc:
             await asyncio.to_thread(spool.write, project.path, request.body)
             return Response.json({"spooled": str(exc)}, 202)
@@ -161,9 +194,11 @@ class Server:
 
     async def events(self, request: Request) -> Response:
         query = Query.from_params(request.params)
-        project = await self.project(request)
-        if request.params.get("follow") in ("1", "true"):
-            return Response(content_type=NDJSON, stream=follow(project, query))
+        if request.params.get("follow") in ("1", "true"):  # waits for events to come: opens the project
+            return Response(content_type=NDJSON, stream=follow(await self.project(request), query))
+        project = await self.existing(request)
+        if project is None:
+            return Response(body=b"", content_type=NDJSON)
         upto = project.log.committed_sequence
         if query.limit is not None or query.event_id is not None:  # a few records: one body
             lines = await asyncio.to_thread(project.log.select, query, upto)
@@ -216,7 +251,9 @@ class Server:
         return Response.json({})
 
     async def dead_letters(self, request: Request) -> Response:
-        project = await self.project(request)
+        project = await self.existing(request)
+        if project is None:
+            return Response.json({"deadLetters": []})
         since = parse_time(request.params["since"]) if request.params.get("since") else None
         letters = DeadLetters(project.path)
         if request.params.get("id"):
@@ -311,7 +348,9 @@ class Server:
     async def view(self, request: Request) -> Response:
         """A projection's rows, resumed from its snapshot (`elsabro sessions|tasks|agents|stats`)."""
         name = request.path.rsplit("/", 1)[1]
-        project = await self.project(request)
+        project = await self.existing(request)
+        if project is None:
+            return Response.json({"rows": rebuild(name, iter(()))})
         snapshots = project.config.events.store.snapshots
         read = project.log.read
         if snapshots.enabled:
@@ -326,11 +365,13 @@ class Server:
         session_id = request.params.get("id")
         if not session_id:
             raise BadRequest("name the session: ?id=SESSION_ID")
-        project = await self.project(request)
+        project = await self.existing(request)
         query = Query(correlation_id=session_id)
-        upto = project.log.committed_sequence
-        records = await asyncio.to_thread(
-            lambda: [json.loads(line) for line in project.log.matching(query, upto)]
+        upto = project.log.committed_sequence if project is not None else 0
+        records = (
+            await asyncio.to_thread(lambda: [json.loads(line) for line in project.log.matching(query, upto)])
+            if project is not None
+            else []
         )
         if not records:
             raise NotFound(f"no events of session {session_id}")
