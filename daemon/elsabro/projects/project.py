@@ -27,7 +27,7 @@ from pathlib import Path
 
 from elsabro.config.schema import ProjectConfig
 from elsabro.core import descriptors, durable
-from elsabro.core.errors import LogInUse, OutOfDescriptors, ProjectError, ProjectMoved
+from elsabro.core.errors import LogInUse, OutOfDescriptors, ProjectError, ProjectMoved, StoreError
 from elsabro.core.settings import Settings
 from elsabro.delivery.context import Clients
 from elsabro.delivery.dispatch import Dispatcher
@@ -312,6 +312,8 @@ class Projects:
                 closed(project)
             if isinstance(exc, OSError) and descriptors.exhausted(exc):  # passing: the next request retries
                 raise OutOfDescriptors(f"no file descriptor left to open {path}; retry shortly") from None
+            if isinstance(exc, OSError):  # one clear line for the client, not a dropped connection
+                raise StoreError(f"opening the project {path} failed: {exc}") from None
             raise
         self._open[path] = project
         log.info("serving project %s (last sequence %d)", path, project.log.committed_sequence)
