@@ -75,6 +75,15 @@ def test_a_symlinked_log_directory_is_refused(world: World, daemon: DaemonProces
     with pytest.raises(ProjectError, match="is a symbolic link") as caught:
         world.client().publish({"topic": "x"})
     assert "\n" not in str(caught.value)
-    result = world.cli("history", check=False)
-    assert result.returncode == 1 and "is a symbolic link" in result.stderr
+    for command in ("history", "verify"):
+        result = world.cli(command, check=False)
+        assert result.returncode == 1 and "is a symbolic link" in result.stderr, command
     assert tree(elsewhere) == [], "something was written through the link"
+
+
+def test_doctor_on_a_project_without_a_log_creates_nothing_there(world: World, daemon: DaemonProcess) -> None:
+    result = world.cli("doctor", check=False)
+    assert tree(world.project) == [], f"doctor created {tree(world.project)}"
+    round_trip = [line for line in result.stdout.splitlines() if "round trip" in line]
+    assert round_trip and round_trip[0].startswith("ok"), result.stdout
+    assert "scratch project" in round_trip[0]
