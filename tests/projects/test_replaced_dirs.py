@@ -90,3 +90,14 @@ def test_the_old_directorys_consumers_stop(world: World) -> None:
     old_log = sorted((world.root / "old" / ".elsabro" / "events").glob("segment-*.jsonl"))
     assert sum(len(p.read_bytes().splitlines()) for p in old_log) == 1
     assert out.read_text().count("\n") == 1, "the old directory's subscription still ran"
+
+
+def test_a_follower_of_the_old_directory_is_ended(world: World) -> None:
+    """`tail -f` on a replaced directory ends instead of waiting forever on files no one writes."""
+    DaemonProcess(world).start()
+    world.client().publish({"topic": "one"})
+    lines = world.client().stream("/v1/events", {"follow": "1"}, timeout_s=15)
+    assert b'"one"' in next(lines)
+    _empty(world)
+    world.client().publish({"topic": "two"})  # goes to the new directory, and closes the old one
+    assert list(lines) == []  # the stream ended (a TimeoutError if it hung)

@@ -404,6 +404,8 @@ async def follow(project: Project, query: Query) -> AsyncIterator[bytes]:
     live = replace(query, limit=None)
     while True:
         await log.wait_beyond(last)
+        if log.closing and log.committed_sequence <= last:
+            return  # the project was closed (replaced, or the daemon stops): the stream ends
         upto = log.committed_sequence
         lines = await asyncio.to_thread(log.select, replace(live, after_sequence=last), upto)
         last = upto

@@ -200,6 +200,7 @@ class Projects:
         self._open: dict[Path, Project] = {}
         self._by_name: dict[str, Project] = {}  # the names requests used for open projects
         self._opening: dict[Path, asyncio.Future[Project]] = {}
+        self._closing: dict[Path, asyncio.Future[None]] = {}  # replaced projects still closing
         self.on_open: list[OnOpen] = []
         # Called once a project is closed for good (replaced, or failed to open): the daemon
         # stops watching its spool and config.
@@ -241,6 +242,9 @@ class Projects:
         if not create and not (path / ".elsabro").is_dir():
             refuse_symlinks(path)
             return None
+        closing = self._closing.get(path)
+        if closing is not None:  # the replaced project there still holds what it had open
+            await asyncio.shield(closing)
         pending = self._opening.get(path)
         if pending is not None:  # another request is opening it right now
             return await asyncio.shield(pending)
@@ -270,12 +274,14 @@ class Projects:
         """Close a project whose directory was removed or replaced: its writes are finished (or
         refused, never written into the old files), its consumers stopped, its lock let go."""
         if project.closing is None:
+            project.log.moved = True  # a write still reaching it is refused, to go to the new directory
             for name in [name for name, known in self._by_name.items() if known is project]:
                 del self._by_name[name]
             if self._open.get(project.path) is project:
                 del self._open[project.path]
             log.warning("project %s was removed or replaced; closing what was open of it", project.path)
             project.closing = asyncio.ensure_future(self._close(project))
+            self._closing[project.path] = project.closing
         await asyncio.shield(project.closing)
 
     async def _close(self, project: Project) -> None:
@@ -286,6 +292,8 @@ class Projects:
             log.warning("closing the replaced project %s: %s", project.path, exc)
         for closed in self.on_close:
             closed(project)
+        if self._closing.get(project.path) is project.closing:
+            del self._closing[project.path]
 
     async def prune(self) -> None:
         """Close every open project whose directory was removed or replaced (its consumers

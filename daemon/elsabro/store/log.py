@@ -120,6 +120,8 @@ class ProjectLog:
         self._wake.set()
         if self._writer is not None:
             await self._writer
+        async with self.changed:
+            self.changed.notify_all()  # live readers end: nothing more comes to this log
         self.store.close()
 
     @property
@@ -135,6 +137,10 @@ class ProjectLog:
         if self._failure is not None:
             raise type(self._failure)(str(self._failure))
         if self._closing:
+            if self.moved:  # closed because its directory was replaced: the caller writes to the new one
+                raise ProjectMoved(
+                    f"the directory {self.project_dir} was removed or replaced; it is opened again"
+                )
             raise Busy("the daemon is shutting down; retry")
         if self._pending_events + len(events) > self.settings.queue_max_events and self._pending_events:
             raise Busy(f"write queue full ({self._pending_events} events waiting); retry shortly")
@@ -260,9 +266,13 @@ class ProjectLog:
         return removal
 
     async def wait_beyond(self, sequence: int) -> None:
-        """Return once a record after `sequence` is committed."""
+        """Return once a record after `sequence` is committed, or the log is closing."""
         async with self.changed:
-            await self.changed.wait_for(lambda: self.committed_sequence > sequence)
+            await self.changed.wait_for(lambda: self.committed_sequence > sequence or self._closing)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     # -- reading -------------------------------------------------------------------------
 
