@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -101,3 +102,42 @@ def test_a_follower_of_the_old_directory_is_ended(world: World) -> None:
     _empty(world)
     world.client().publish({"topic": "two"})  # goes to the new directory, and closes the old one
     assert list(lines) == []  # the stream ended (a TimeoutError if it hung)
+
+
+def test_concurrent_publishers_across_replacements_lose_nothing_acknowledged(world: World) -> None:
+    DaemonProcess(world).start()
+    acknowledged: list[tuple[int, str]] = []  # (replacements done when it was answered, id)
+    errors: list[str] = []
+    replacements = 0
+    stop = threading.Event()
+
+    def publisher(number: int) -> None:
+        client = world.client()
+        while not stop.is_set():
+            done = replacements
+            try:
+                acknowledged.append((done, client.publish({"topic": f"load.{number}"})["id"]))
+            except Exception as exc:  # reported below: no publish may fail
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=publisher, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(3):
+            target = len(acknowledged) + 50
+            wait_until(lambda target=target: len(acknowledged) > target, what="publishes to go on")
+            _empty(world)
+            replacements += 1
+        count = len(acknowledged)
+        wait_until(lambda: len(acknowledged) > count + 100, what="publishes after the last replacement")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []
+    stored = {record["id"] for record in world.events()}
+    # Started after the last replacement, so answered from the new directory: every one is there.
+    after = [event_id for done, event_id in acknowledged if done == 3]
+    assert after and all(event_id in stored for event_id in after)
+    assert "intact" in world.cli("verify").stdout

@@ -197,7 +197,7 @@ class ProjectLog:
     def _refuse(self, group: list[_Pending], exc: StoreError) -> None:
         """Only this group fails: nothing of it reached the disk, and the next one may fit."""
         if not self._disk_full_logged:  # once per episode, not once per publish
-            log.error("%s", exc)
+            (log.warning if isinstance(exc, ProjectMoved) else log.error)("%s", exc)
             self._disk_full_logged = True
         for item in group:
             if not item.done.done():
