@@ -27,6 +27,7 @@ READS = [
     ("tasks",),
     ("agents",),
     ("dlq", "list"),
+    ("subscriptions", "list"),
     ("verify",),
 ]
 

@@ -207,8 +207,8 @@ class Server:
         return Response(content_type=NDJSON, stream=_in_thread(project.log.matching(query, upto)))
 
     async def subscriptions(self, request: Request) -> Response:
-        project = await self.project(request)
-        return Response.json({"subscriptions": project.dispatcher.status()})
+        project = await self.existing(request)  # none has run for a project with no log yet
+        return Response.json({"subscriptions": project.dispatcher.status() if project is not None else []})
 
     async def test_subscription(self, request: Request) -> Response:
         """Run one subscription's handler once on a given event; cursors stay as they are."""
