@@ -122,6 +122,7 @@ class DaemonProcess:
 
     world: World
     process: subprocess.Popen[bytes] | None = None
+    preexec: Callable[[], None] | None = None  # run in the child before exec (resource limits)
 
     def start(self) -> DaemonProcess:
         self.process = subprocess.Popen(
@@ -130,6 +131,7 @@ class DaemonProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=self.preexec,
         )
         self.world.daemons.append(self)
         wait_until(self._ready, what="the daemon to answer")

@@ -17,7 +17,9 @@
     │   ├── WriteFailed           a write or fsync failed; the writer stopped (fail closed) (507)
     │   ├── DiskFull              no space for this write; nothing half-written, retry later (507)
     │   ├── LogCorrupted          a damaged record inside the log; writes refused until repair (409)
-    │   └── LogInUse              another process (a daemon, an embedded bus) writes this log (409)
+    │   ├── LogInUse              another process (a daemon, an embedded bus) writes this log (409)
+    │   ├── ProjectMoved          the project's directory was removed or replaced; it is reopened (503)
+    │   └── OutOfDescriptors      the daemon has no file descriptor left; retry shortly (503)
     └── DaemonError               the daemon process itself
         ├── DaemonNotRunning      nothing answers on the socket
         ├── DaemonAlreadyRunning  another daemon holds the lock
@@ -160,6 +162,21 @@ class LogInUse(StoreError):
 
     code = "log_in_use"
     http_status = 409
+
+
+class ProjectMoved(StoreError):
+    """The project's directory (or its `.elsabro`) was removed or replaced since it was opened:
+    nothing of this write reached the disk, and the next request opens the new directory."""
+
+    code = "project_moved"
+    http_status = 503
+
+
+class OutOfDescriptors(StoreError):
+    """The daemon ran out of file descriptors: nothing was written; later requests may succeed."""
+
+    code = "out_of_descriptors"
+    http_status = 503
 
 
 class DaemonError(ElsabroError):

@@ -36,12 +36,13 @@ from typing import Any
 
 from elsabro.config import trust
 from elsabro.config.files import CONFIG_FILE
-from elsabro.core import durable, redact
+from elsabro.core import descriptors, durable, redact
 from elsabro.core.errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError, Unauthorized
 from elsabro.core.model import Event
 from elsabro.core.settings import Settings
 from elsabro.daemon.client import check_socket_file
 from elsabro.daemon.http import Authorize, Request, Response, serve_connection
+from elsabro.daemon.logfilter import RepeatFilter
 from elsabro.daemon.server import Server
 from elsabro.daemon.watcher import Watcher
 from elsabro.ingest.spool import is_spool_file, pending, spool_dir
@@ -82,17 +83,6 @@ def listen_backlog() -> int:
         return max(int(Path("/proc/sys/net/core/somaxconn").read_text()), socket.SOMAXCONN)
     except (OSError, ValueError):
         return socket.SOMAXCONN
-
-
-def raise_open_files_limit() -> None:
-    """Soft limit on open files up to the hard one: the connection limits, not a default soft
-    limit of 1,024 shared with segments and watches, decide how many clients are served."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # macOS refuses an infinite soft limit for open files.
-    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < target:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def acquire_lock(lock_path: Path) -> int:
@@ -139,6 +129,8 @@ class Daemon:
         self._app = Server(self.projects, self.status, self.request_stop)
         self._watcher = Watcher()
         self.projects.on_open.append(self._project_opened)
+        self.projects.on_close.append(self._project_closed)
+        self._watches: dict[Project, list[Any]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._reloads: dict[Path, asyncio.TimerHandle] = {}
 
@@ -169,7 +161,8 @@ class Daemon:
         check_socket_file(settings.socket_path)  # a file that is not our socket is never touched
         prepare_socket_dir(settings.socket_path.parent)
         self._lock_fd = acquire_lock(settings.lock_path)
-        raise_open_files_limit()
+        descriptors.reserve()  # for a segment roll when connections have taken every descriptor
+        _log_descriptor_errors_briefly(asyncio.get_running_loop())
         if check_socket_file(settings.socket_path):
             settings.socket_path.unlink()  # left by a daemon that was killed; the lock says it is gone
         if settings.tcp_port:  # before the socket: a daemon that answers has all its listeners
@@ -200,6 +193,8 @@ class Daemon:
         retention_due = time.monotonic() + self.settings.maintenance_interval_s
         while True:
             await asyncio.sleep(self.settings.maintenance_interval_s)
+            descriptors.reserve()  # taken again once descriptors are free
+            await self.projects.prune()  # a directory replaced: its consumers stop
             for project in self.projects.open_projects():
                 waiting = await asyncio.to_thread(pending, spool_dir(project.path))
                 if waiting and project.log.failure is None:
@@ -266,10 +261,21 @@ class Daemon:
         def config_changed() -> None:
             loop.call_soon_threadsafe(self._schedule_reload, project)
 
-        self._watcher.watch(spool_dir(project.path), is_spool_file, spool_changed)
-        self._watcher.watch(
-            project.path / CONFIG_FILE.parent, lambda name: name == CONFIG_FILE.name, config_changed
-        )
+        self._watches[project] = [
+            self._watcher.watch(spool_dir(project.path), is_spool_file, spool_changed),
+            self._watcher.watch(
+                project.path / CONFIG_FILE.parent, lambda name: name == CONFIG_FILE.name, config_changed
+            ),
+        ]
+
+    def _project_closed(self, project: Project) -> None:
+        """A project closed for good (its directory replaced): watching the path again is the
+        new project's business, and a reload pending for the old one is moot."""
+        for watch in self._watches.pop(project, []):
+            self._watcher.unwatch(watch)
+        pending_reload = self._reloads.pop(project.path, None)
+        if pending_reload is not None:
+            pending_reload.cancel()  # the next project there loads its config when it opens
 
     def _schedule_reload(self, project: Project) -> None:
         # Editors write a file in several steps: apply once, shortly after the last one.
@@ -420,11 +426,45 @@ def load_token(path: Path) -> str:
     return token
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; the soft limit now.
+
+    Each connection holds a descriptor and each open project several (its lock, its
+    segment, watches); the usual soft limit of 1,024 is reached by a busy daemon long
+    before the hard one.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+    if sys.platform == "darwin":
+        wanted = min(wanted, 10_240)  # OPEN_MAX: setrlimit refuses more there
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d to %d: %s", soft, wanted, exc)
+    return soft
+
+
+def _log_descriptor_errors_briefly(loop: asyncio.AbstractEventLoop) -> None:
+    """An `accept()` out of descriptors is retried by asyncio each second: one line, no traceback."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and descriptors.exhausted(exc):
+            log.error("out of file descriptors: %s (%s); retrying", context.get("message"), exc.strerror)
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
 def setup_logging(settings: Settings, *, foreground: bool) -> None:
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(
         settings.log_dir / "daemon.log", maxBytes=5 * 1024 * 1024, backupCount=3
     )
+    handler.addFilter(RepeatFilter())  # a storm of one error never fills the log
     handlers: list[logging.Handler] = [handler]
     if foreground:
         handlers.append(logging.StreamHandler())
@@ -459,6 +499,7 @@ class RedactingFilter(logging.Filter):
 def run(settings: Settings, *, foreground: bool = True, open_at_start: list[str] | None = None) -> None:
     """Run the daemon until it is stopped (the body of `elsabro daemon run`)."""
     setup_logging(settings, foreground=foreground)
+    raise_fd_limit()
 
     async def main() -> None:
         daemon = Daemon(settings, open_at_start)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from itertools import islice
@@ -43,10 +45,12 @@ from elsabro.core.errors import (
     LogCorrupted,
     LogInUse,
     NotFound,
+    ProjectError,
+    ProjectMoved,
     StoreError,
     WriteFailed,
 )
-from elsabro.core.model import PublishRequest, new_event_id, now_iso
+from elsabro.core.model import Event, PublishRequest, new_event_id, now_iso
 from elsabro.core.redact import Rules, redact_event
 from elsabro.daemon.http import Request, Response
 from elsabro.delivery import pushed, webhooks
@@ -58,6 +62,8 @@ from elsabro.store.query import Query, parse_time
 from elsabro.views.projections import PROJECTIONS
 from elsabro.views.snapshots import rebuild, view
 from elsabro.views.timeline import session_timeline
+
+log = logging.getLogger("elsabro.daemon")
 
 PROJECT_HEADER = "elsabro-project"
 DELIVERY_HEADER = "elsabro-delivery"
@@ -118,17 +124,23 @@ class Server:
     async def project(self, request: Request) -> Project:
         return await self.projects.get(request.headers.get(PROJECT_HEADER))
 
-    async def readable(self, request: Request) -> Project:
-        """The project, for a route that reads its log: a damaged log is an error, not an empty one.
+    async def existing(self, request: Request) -> Project | None:
+        """The project for a read: None if it has no `.elsabro/` yet (a read creates nothing).
 
-        A log found damaged when the project opened has no readable end (the daemon knows
-        no committed sequence), so its history would read as empty with no hint why.
+        A damaged log is an error, not an empty one: a log found damaged when the project
+        opened has no readable end (the daemon knows no committed sequence), so its history
+        would read as empty with no hint why.
         """
-        project = await self.project(request)
-        failure = project.log.failure
-        if isinstance(failure, LogCorrupted):
-            raise LogCorrupted(f"cannot read the event log: {failure}")
-        return project
+        project = await self.projects.find(request.headers.get(PROJECT_HEADER))
+        return readable(project) if project is not None else None
+
+    async def append(self, request: Request, project: Project, events: list[Event]) -> list[dict[str, Any]]:
+        """Append to the project's log; if its directory was replaced meanwhile (nothing of the
+        write reached the old files), once more into the directory there now."""
+        try:
+            return await project.log.append(events)
+        except ProjectMoved:
+            return await (await self.project(request)).log.append(events)
 
     async def status(self, request: Request) -> Response:
         return Response.json(self._status())
@@ -140,7 +152,7 @@ class Server:
     async def publish(self, request: Request) -> Response:
         spec = parse_publish(request.json())
         project = await self.project(request)
-        [stored] = await project.log.append([spec.to_event()])
+        [stored] = await self.append(request, project, [spec.to_event()])
         return Response.json(stored)
 
     async def publish_batch(self, request: Request) -> Response:
@@ -157,7 +169,7 @@ class Server:
             except BadRequest as exc:
                 raise BadRequest(f"events[{index}]: {exc}") from None
         project = await self.project(request)
-        stored = await project.log.append([spec.to_event() for spec in specs])
+        stored = await self.append(request, project, [spec.to_event() for spec in specs])
         return Response.json({"events": stored})
 
     async def hook(self, request: Request) -> Response:
@@ -171,19 +183,32 @@ class Server:
         (it saves the forwarder a process per event).
         """
         delivery = spool.delivery_id(request.headers.get(DELIVERY_HEADER))
+        raw = request.headers.get(PROJECT_HEADER)
         try:
             project = await self.project(request)
         except (LogInUse, ConfigError) as exc:
             # An embedded bus writes the log now, or the config names no store we can open:
             # the spool keeps the event until the project opens.
-            path = check_project_dir(request.headers.get(PROJECT_HEADER))
+            path = check_project_dir(raw)
             response = await _spool(path, request.body, delivery, exc)
             await asyncio.to_thread(spool.drop_hook_copy, path, delivery)
             return response
+        except ProjectError as exc:
+            if raw and os.path.isabs(raw) and not os.path.lexists(raw):
+                # No directory, so no project to keep it for: creating one would make a project
+                # out of a path that is gone (a repo removed mid-session). Answered, so the hook
+                # does not spool it into a directory it would have to create either.
+                log.warning("hook event for %s dropped: the directory does not exist", raw)
+                return Response.json({"dropped": str(exc)}, 202)
+            raise
         try:
             payload = request.json()
             await project.ingest.session_started(payload)
-            stored = await project.drainer.deliver(payload, delivery)
+            try:
+                stored = await project.drainer.deliver(payload, delivery)
+            except ProjectMoved:  # replaced meanwhile, nothing reached the old files: the new one
+                project = await self.project(request)
+                stored = await project.drainer.deliver(payload, delivery)
         except BadRequest as exc:
             await asyncio.to_thread(
                 spool.write,
@@ -204,9 +229,11 @@ class Server:
 
     async def events(self, request: Request) -> Response:
         query = Query.from_params(request.params)
-        project = await self.readable(request)
-        if request.params.get("follow") in ("1", "true"):
-            return Response(content_type=NDJSON, stream=follow(project, query))
+        if request.params.get("follow") in ("1", "true"):  # waits for events to come: opens the project
+            return Response(content_type=NDJSON, stream=follow(readable(await self.project(request)), query))
+        project = await self.existing(request)
+        if project is None:
+            return Response(body=b"", content_type=NDJSON)
         upto = project.log.committed_sequence
         if query.limit is not None or query.event_id is not None:  # a few records: one body
             lines = await asyncio.to_thread(project.log.select, query, upto)
@@ -215,7 +242,9 @@ class Server:
         return Response(content_type=NDJSON, stream=_in_thread(project.log.matching(query, upto)))
 
     async def subscriptions(self, request: Request) -> Response:
-        project = await self.project(request)
+        project = await self.existing(request)  # none has run for a project with no log yet
+        if project is None:
+            return Response.json({"subscriptions": [], "config": {"problems": []}, "untrusted": None})
         config: dict[str, Any] = {"problems": project.config_problems}
         if project.config_problems:
             config["running"] = "last good config" if project.config_valid_once else "none"
@@ -266,7 +295,9 @@ class Server:
         return Response.json({})
 
     async def dead_letters(self, request: Request) -> Response:
-        project = await self.project(request)
+        project = await self.existing(request)
+        if project is None:
+            return Response.json({"deadLetters": []})
         since = parse_time(request.params["since"]) if request.params.get("since") else None
         letters = DeadLetters(project.path)
         if request.params.get("id"):
@@ -355,7 +386,7 @@ class Server:
         if not isinstance(target, dict):
             raise BadRequest('name a target: {"subscription": NAME} | {"exec": [...]} | {"webhook": ID}')
         query = Query.from_params({key: str(value) for key, value in body.items() if value is not None})
-        project = await self.readable(request)
+        project = readable(await self.project(request))
         member = replay_mod.target_member(project, target)
         lines = project.log.matching(query, project.log.committed_sequence)
 
@@ -368,7 +399,9 @@ class Server:
     async def view(self, request: Request) -> Response:
         """A projection's rows, resumed from its snapshot (`elsabro sessions|tasks|agents|stats`)."""
         name = request.path.rsplit("/", 1)[1]
-        project = await self.readable(request)
+        project = await self.existing(request)
+        if project is None:
+            return Response.json({"rows": rebuild(name, iter(()))})
         snapshots = project.config.events.store.snapshots
         read = project.log.read
         if snapshots.enabled:
@@ -383,11 +416,13 @@ class Server:
         session_id = request.params.get("id")
         if not session_id:
             raise BadRequest("name the session: ?id=SESSION_ID")
-        project = await self.readable(request)
+        project = await self.existing(request)
         query = Query(correlation_id=session_id)
-        upto = project.log.committed_sequence
-        records = await asyncio.to_thread(
-            lambda: [json.loads(line) for line in project.log.matching(query, upto)]
+        upto = project.log.committed_sequence if project is not None else 0
+        records = (
+            await asyncio.to_thread(lambda: [json.loads(line) for line in project.log.matching(query, upto)])
+            if project is not None
+            else []
         )
         if not records:
             raise NotFound(f"no events of session {session_id}")
@@ -435,8 +470,18 @@ async def follow(project: Project, query: Query) -> AsyncIterator[bytes]:
     live = replace(query, limit=None)
     while True:
         await log.wait_beyond(last)
+        if log.closing and log.committed_sequence <= last:
+            return  # the project was closed (replaced, or the daemon stops): the stream ends
         upto = log.committed_sequence
         lines = await asyncio.to_thread(log.select, replace(live, after_sequence=last), upto)
         last = upto
         if lines:
             yield b"".join(line + b"\n" for line in lines)
+
+
+def readable(project: Project) -> Project:
+    """The project, if its log can be read: a log found damaged says so and how to mend it."""
+    failure = project.log.failure
+    if isinstance(failure, LogCorrupted):
+        raise LogCorrupted(f"cannot read the event log: {failure}")
+    return project

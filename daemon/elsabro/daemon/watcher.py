@@ -10,13 +10,14 @@ hand over to the event loop themselves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from watchdog.observers.api import BaseObserver
+    from watchdog.observers.api import BaseObserver, ObservedWatch
 
 
 # watchdog's event types that mean the file's content may differ.
@@ -29,7 +30,9 @@ class Watcher:
     def __init__(self) -> None:
         self._observer: BaseObserver | None = None
 
-    def watch(self, directory: Path, wanted: Callable[[str], bool], on_change: Callable[[], None]) -> None:
+    def watch(
+        self, directory: Path, wanted: Callable[[str], bool], on_change: Callable[[], None]
+    ) -> ObservedWatch:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
 
@@ -47,7 +50,13 @@ class Watcher:
             self._observer.daemon = True
             self._observer.start()
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._observer.schedule(Handler(), str(directory), recursive=False)
+        return self._observer.schedule(Handler(), str(directory), recursive=False)
+
+    def unwatch(self, watch: ObservedWatch) -> None:
+        """Stop a watch (its directory may be gone already)."""
+        if self._observer is not None:
+            with contextlib.suppress(KeyError, OSError):
+                self._observer.unschedule(watch)
 
     def stop(self) -> None:
         if self._observer is not None:

@@ -132,7 +132,16 @@ def _config(settings: Settings, project: Path, daemon_up: bool) -> Check:
 
 
 def _round_trip(settings: Settings, project: Path) -> Check:
-    """Send a test event through the real forwarder and find it in the log."""
+    """Send a test event through the real forwarder and find it in the log.
+
+    A project with no `.elsabro/` yet gets none from a check: the event goes to a scratch
+    project in elsabro's state directory instead, which proves the same chain.
+    """
+    where = ""
+    if not (project / ".elsabro").is_dir():
+        where = f" (a scratch project: {project} has no .elsabro/ yet, and a check creates none)"
+        project = settings.state_dir / "doctor"
+        project.mkdir(mode=0o700, parents=True, exist_ok=True)
     marker = f"doctor-{uuid.uuid4().hex[:12]}"
     payload = json.dumps({"hook_event_name": "ElsabroDoctor", "session_id": marker, "cwd": str(project)})
     env = {"ELSABRO_SOCKET": str(settings.socket_path), "CLAUDE_PROJECT_DIR": str(project), "PATH": _path()}
@@ -145,7 +154,9 @@ def _round_trip(settings: Settings, project: Path) -> Check:
         return Check("round trip", False, f"the test event did not arrive: {exc}")
     if not found:
         return Check("round trip", False, "the test event did not reach the log; see the daemon's log")
-    return Check("round trip", True, f"a test event (hook.elsabro_doctor) reached {project}/.elsabro/events")
+    return Check(
+        "round trip", True, f"a test event (hook.elsabro_doctor) reached {project}/.elsabro/events{where}"
+    )
 
 
 def _running(settings: Settings, project: Path) -> Check:

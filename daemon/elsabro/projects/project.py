@@ -4,11 +4,19 @@ A request names its project directory. The first request for a project validates
 path, recovers its log and starts its writer; later requests reuse it. The daemon
 remembers every project it has served (in its state dir), so that on start it can
 pick up events that hooks spooled while it was down.
+
+A project is its directory, not its name: `rm -rf repo && git clone ... repo` makes a new
+one at the same path. The writer's lock file is what the daemon holds open, so its
+identity (device, inode) is the project's: every request checks it (one `stat`), and so
+does every write group before it writes. A project whose lock file is gone or another is
+closed (its consumers stopped) and the new directory is opened; nothing is acknowledged
+into the files of the old one. A read that finds no `.elsabro/` at all creates nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -20,8 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from elsabro.config.schema import ProjectConfig
-from elsabro.core import durable
-from elsabro.core.errors import LogInUse, ProjectError
+from elsabro.core import descriptors, durable
+from elsabro.core.errors import LogInUse, OutOfDescriptors, ProjectError, ProjectMoved, StoreError
 from elsabro.core.settings import Settings
 from elsabro.delivery.context import Clients
 from elsabro.delivery.dispatch import Dispatcher
@@ -30,6 +38,7 @@ from elsabro.ingest.spool import Drainer
 from elsabro.store import retention
 from elsabro.store.backends import for_project
 from elsabro.store.base import Removal, Store
+from elsabro.store.files import refuse_symlinks
 from elsabro.store.log import ProjectLog
 
 log = logging.getLogger("elsabro.projects")
@@ -105,25 +114,46 @@ class Project:
         self.clients = Clients()
         self.dispatcher = Dispatcher(self)
         self._lock_fd: int | None = None
+        self._lock_id: tuple[int, int] | None = None  # (device, inode) of the lock file held
+        self.closing: asyncio.Future[None] | None = None  # set once it is being closed for good
 
     def open(self, store: Store | None = None) -> None:
         """Blocking: take the writer's lock, recover the log and write `.elsabro/.gitignore`.
 
         The store is the one the project's config names, unless one is given (an embedded bus).
+        Whatever fails on the way, the lock and every file opened are let go again: a later
+        request opens the project afresh instead of finding it locked by its own daemon.
         """
+        refuse_symlinks(self.path)
         prepare_dir(self.path / ".elsabro")
-        self._lock_fd = _lock(self.path / WRITER_LOCK)
+        self._lock_fd, self._lock_id = _lock(self.path / WRITER_LOCK)
         try:
             # Read once: a change of backend needs a restart.
             self.log.store = store if store is not None else for_project(self.path, self.settings)[1]
             self.log.open()
+            self.log.guard = self._check_in_place
+            self.ingest.learn(json.loads(line) for _, line in self.log.recent)
+            gitignore = self.path / ".elsabro" / ".gitignore"
+            if not gitignore.exists():
+                gitignore.write_text(GITIGNORE)
         except BaseException:
+            self.log.store.close()
             self.release()
             raise
-        self.ingest.learn(json.loads(line) for _, line in self.log.recent)
-        gitignore = self.path / ".elsabro" / ".gitignore"
-        if not gitignore.exists():
-            gitignore.write_text(GITIGNORE)
+
+    def in_place(self, name: str | None = None) -> bool:
+        """Is the directory at `name` (default: the path opened) still this project? One stat."""
+        if self.log.moved or self._lock_id is None:
+            return False
+        try:
+            info = os.stat(os.path.join(name or self.path, WRITER_LOCK))
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self._lock_id
+
+    def _check_in_place(self) -> None:
+        if not self.in_place():
+            raise ProjectMoved(f"the directory {self.path} was removed or replaced; it is opened again")
 
     def apply(self, config: ProjectConfig, untrusted: str | None = None) -> None:
         """Run under this config: its redaction for every later write, its subscriptions and
@@ -155,17 +185,32 @@ class Project:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing drops the lock
             self._lock_fd = None
+        self._lock_id = None
 
 
-def _lock(path: Path) -> int:
-    """An exclusive flock on the project's writer lock, or LogInUse: two writers would fork the log."""
-    fd = durable.try_lock(path)
-    if fd is None:
-        raise LogInUse(
-            f"another process writes the log of {path.parent.parent} "
-            "(an embedded EventBus, or a daemon of another user session); it must close first"
-        )
-    return fd
+def _lock(path: Path, attempts: int = 5) -> tuple[int, tuple[int, int]]:
+    """An exclusive flock on the project's writer lock and the lock file's (device, inode),
+    or LogInUse: two writers would fork the log.
+
+    A lock only counts on the file the path names *now*: one taken on a file deleted (or
+    replaced) in between would let a second writer lock the new file beside it.
+    """
+    for _ in range(attempts):
+        fd = durable.try_lock(path)
+        if fd is None:
+            raise LogInUse(
+                f"another process writes the log of {path.parent.parent} "
+                "(an embedded EventBus, or another elsabro daemon); it must close first"
+            )
+        held = os.fstat(fd)
+        try:
+            named = os.stat(path)
+        except FileNotFoundError:
+            named = None
+        if named is not None and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+            return fd, (held.st_dev, held.st_ino)
+        os.close(fd)  # the file was swapped under us: lock the one there now
+    raise LogInUse(f"the writer lock {path} keeps being replaced; is another program removing it?")
 
 
 # Called once a project is open, before any request reaches it (the spool drain).
@@ -182,7 +227,11 @@ class Projects:
         self._open: dict[Path, Project] = {}
         self._by_name: dict[str, Project] = {}  # the names requests used for open projects
         self._opening: dict[Path, asyncio.Future[Project]] = {}
+        self._closing: dict[Path, asyncio.Future[None]] = {}  # replaced projects still closing
         self.on_open: list[OnOpen] = []
+        # Called once a project is closed for good (replaced, or failed to open): the daemon
+        # stops watching its spool and config.
+        self.on_close: list[Callable[[Project], None]] = []
 
     def open_projects(self) -> list[Project]:
         return list(self._open.values())
@@ -191,15 +240,38 @@ class Projects:
         return sorted(str(path) for path in self._open)
 
     async def get(self, raw: str | None) -> Project:
-        """The open project for a directory, opening it on first use."""
+        """The open project for a directory, opening it (and creating `.elsabro/`) on first use."""
+        project = await self._get(raw, create=True)
+        assert project is not None  # create=True never answers None
+        return project
+
+    async def find(self, raw: str | None) -> Project | None:
+        """The same for a read: a project that is not open and has no `.elsabro/` yet is not
+        opened (opening creates it). None then, which the caller answers as "no events"."""
+        return await self._get(raw, create=False)
+
+    async def _get(self, raw: str | None, create: bool) -> Project | None:
         known = self._by_name.get(raw) if raw else None
         if known is not None:
-            return known  # the hot path: no path resolution (three lstat calls) per request
+            # The hot path: one stat of the lock file instead of resolving the path (three lstat
+            # calls), and it notices a directory removed or replaced under the same name.
+            if known.in_place(raw):
+                return known
+            await self._forget(raw, known)  # type: ignore[arg-type]  # raw is set: it was found
         path = check_project_dir(raw)
         project = self._open.get(path)
+        if project is not None and not project.in_place():
+            await self.drop(project)
+            project = None
         if project is not None:
             self._by_name[raw] = project  # type: ignore[index]  # raw is set: check_project_dir passed
             return project
+        if not create and not (path / ".elsabro").is_dir():
+            refuse_symlinks(path)
+            return None
+        closing = self._closing.get(path)
+        if closing is not None:  # the replaced project there still holds what it had open
+            await asyncio.shield(closing)
         pending = self._opening.get(path)
         if pending is not None:  # another request is opening it right now
             return await asyncio.shield(pending)
@@ -218,13 +290,66 @@ class Projects:
             self._by_name[raw] = project
         return project
 
+    async def _forget(self, name: str, project: Project) -> None:
+        """A name no longer leads to this project: forget the name, and close the project if its
+        own directory was removed or replaced (a symlink pointed elsewhere leaves it open)."""
+        self._by_name.pop(name, None)
+        if not await asyncio.to_thread(project.in_place):
+            await self.drop(project)
+
+    async def drop(self, project: Project) -> None:
+        """Close a project whose directory was removed or replaced: its writes are finished (or
+        refused, never written into the old files), its consumers stopped, its lock let go."""
+        if project.closing is None:
+            project.log.moved = True  # a write still reaching it is refused, to go to the new directory
+            for name in [name for name, known in self._by_name.items() if known is project]:
+                del self._by_name[name]
+            if self._open.get(project.path) is project:
+                del self._open[project.path]
+            log.warning("project %s was removed or replaced; closing what was open of it", project.path)
+            project.closing = asyncio.ensure_future(self._close(project))
+            self._closing[project.path] = project.closing
+        await asyncio.shield(project.closing)
+
+    async def _close(self, project: Project) -> None:
+        try:
+            await project.close()
+        except Exception as exc:  # its files are gone: closing what is left may fail, and must not stop us
+            project.release()
+            log.warning("closing the replaced project %s: %s", project.path, exc)
+        for closed in self.on_close:
+            closed(project)
+        if self._closing.get(project.path) is project.closing:
+            del self._closing[project.path]
+
+    async def prune(self) -> None:
+        """Close every open project whose directory was removed or replaced (its consumers
+        stop); the next request for one opens the new directory."""
+        for project in list(self._open.values()):
+            if not await asyncio.to_thread(project.in_place):
+                await self.drop(project)
+
     async def _open_project(self, path: Path) -> Project:
         project = Project(path, self.settings, self._io)
-        await asyncio.get_running_loop().run_in_executor(self._io, project.open)
-        project.log.start()
-        await asyncio.get_running_loop().run_in_executor(self._io, self._remember, path)
-        for hook in self.on_open:  # before any request reaches the project: spooled events go first
-            await hook(project)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._io, project.open)
+            project.log.start()
+            await loop.run_in_executor(self._io, self._remember, path)
+            for hook in self.on_open:  # before any request reaches the project: spooled events go first
+                await hook(project)
+        except BaseException as exc:
+            # Never a half-open project holding its lock: every later request would get LogInUse.
+            with contextlib.suppress(Exception):
+                await project.close()
+            project.release()
+            for closed in self.on_close:
+                closed(project)
+            if isinstance(exc, OSError) and descriptors.exhausted(exc):  # passing: the next request retries
+                raise OutOfDescriptors(f"no file descriptor left to open {path}; retry shortly") from None
+            if isinstance(exc, OSError):  # one clear line for the client, not a dropped connection
+                raise StoreError(f"opening the project {path} failed: {exc}") from None
+            raise
         self._open[path] = project
         log.info("serving project %s (last sequence %d)", path, project.log.committed_sequence)
         return project

@@ -25,7 +25,7 @@ from elsabro.core.errors import UsageError
 from elsabro.core.settings import Settings
 from elsabro.store.backends import for_project
 from elsabro.store.base import GENESIS_HASH, Store, line_hash
-from elsabro.store.files import FileStore, chain_start
+from elsabro.store.files import FileStore, chain_start, refuse_symlinks
 from elsabro.store.segments import list_segments, quarantine
 
 
@@ -99,7 +99,8 @@ def verify(events_dir: Path) -> Report:
 
 
 def verify_project(project: Path, settings: Settings) -> Report:
-    """Verify a project's log, whichever backend its config names."""
+    """Verify a project's log, whichever backend its config names (a symlinked log refused)."""
+    refuse_symlinks(project)
     backend, store = for_project(project, settings)
     if backend == "memory":
         raise UsageError("the memory store keeps nothing on disk: there is nothing to verify")

@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from elsabro.core import durable
+from elsabro.core import descriptors, durable
 from elsabro.core.clock import now_iso
-from elsabro.core.errors import DiskFull
+from elsabro.core.errors import DiskFull, OutOfDescriptors, ProjectError, ProjectMoved
 from elsabro.store import index, segments
 from elsabro.store.base import GENESIS_HASH, Cut, Removal, Tail, archive_lines, line_hash, line_sequence
 
@@ -35,6 +35,18 @@ log = logging.getLogger("elsabro.log")
 
 REMOVALS_FILE = "removed.jsonl"
 _SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+# Never followed: a symlink here could point a project's log (or its reads) anywhere.
+NO_SYMLINKS = (Path(".elsabro"), Path(".elsabro") / "events")
+
+
+def refuse_symlinks(project_dir: Path) -> None:
+    """ProjectError if `.elsabro` or `.elsabro/events` is a symbolic link."""
+    for name in NO_SYMLINKS:
+        if (project_dir / name).is_symlink():
+            raise ProjectError(
+                f"{project_dir / name} is a symbolic link; elsabro does not follow it "
+                "(it could put the log anywhere): make it a directory"
+            )
 
 
 def read_removals(events_dir: Path) -> list[Removal]:
@@ -59,6 +71,15 @@ def chain_start(events_dir: Path) -> tuple[int, str]:
     return 1, GENESIS_HASH
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """A directory's (device, inode), None if it is gone: what tells a replaced directory apart."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class FileStore:
     """A project's log as segment files under `events_dir`."""
 
@@ -68,10 +89,12 @@ class FileStore:
         self.settings = settings
         self._fd: int | None = None
         self._size = 0
+        self._dir_id: tuple[int, int] | None = None  # the events directory written to
         self._positions = segments.Positions()  # consumers reading on from where they stopped
 
     def open(self, keep_recent: int) -> Tail:
         self.events_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._dir_id = _identity(self.events_dir)
         tail = segments.recover(self.events_dir, keep_recent, chain_start(self.events_dir)[1])
         if tail.segment is not None:
             self._open_segment(tail.segment)
@@ -84,6 +107,8 @@ class FileStore:
             self._roll(first_sequence)
         fd = self._fd
         assert fd is not None
+        if os.fstat(fd).st_nlink == 0:  # the segment was deleted: nothing goes into a file no one sees
+            raise ProjectMoved(f"{self.events_dir} was removed while open; it is opened again")
         data = b"\n".join(lines) + b"\n"
         view = memoryview(data)
         try:
@@ -101,17 +126,25 @@ class FileStore:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if _identity(self.events_dir) != self._dir_id:  # a segment there would start a second chain
+            raise ProjectMoved(f"{self.events_dir} was removed or replaced; it is opened again")
+        path = self.events_dir / segments.segment_name(first_sequence)
         try:
-            self._open_segment(self.events_dir / segments.segment_name(first_sequence))
-            durable.fsync_dir(self.events_dir)
+            descriptors.with_spares(lambda: self._open_segment(path))
+            descriptors.with_spares(lambda: durable.fsync_dir(self.events_dir))
         except OSError as exc:
+            self.close()  # not written to before its directory entry is durable
             if exc.errno in _SPACE_ERRORS:
                 raise DiskFull(f"no space left to start a segment in {self.events_dir}") from None
+            if descriptors.exhausted(exc):  # not the log's fault: the next write tries again
+                raise OutOfDescriptors(
+                    f"no file descriptor left to start a segment in {self.events_dir}"
+                ) from None
             raise
 
     def _open_segment(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = os.fstat(self._fd).st_size
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._fd, self._size = fd, os.fstat(fd).st_size
 
     def close(self) -> None:
         if self._fd is not None:

@@ -10,7 +10,11 @@ raises Busy at once instead of letting latency grow without limit.
 A failed write or fsync stops the writer for good (retrying fsync can falsely succeed):
 every later append raises WriteFailed until the daemon restarts and recovers the log.
 A full disk is the one write error that does not: the store cuts the partial write off
-and refuses that group with DiskFull, and the next group tries again.
+and refuses that group with DiskFull, and the next group tries again. Likewise a group
+finding no file descriptor left (OutOfDescriptors), and one finding that the project's
+directory was removed or replaced since it was opened (ProjectMoved, checked by `guard`
+before anything is written): nothing of it reached a file no one will read again, and
+`moved` tells the owner to close this log and open the new directory.
 
 Where the lines go is the store's business (base.py): segment files by default.
 """
@@ -21,14 +25,23 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from elsabro.core import redact
-from elsabro.core.errors import BadRequest, Busy, DiskFull, LogCorrupted, StoreError, WriteFailed
+from elsabro.core.errors import (
+    BadRequest,
+    Busy,
+    DiskFull,
+    LogCorrupted,
+    OutOfDescriptors,
+    ProjectMoved,
+    StoreError,
+    WriteFailed,
+)
 from elsabro.core.model import Event, now_iso
 from elsabro.core.settings import Settings
 from elsabro.store.base import GENESIS_HASH, Cut, Removal, Store, Tail, line_hash
@@ -78,6 +91,10 @@ class ProjectLog:
         # Notified after every commit; live readers wait on it.
         self.changed = asyncio.Condition()
         self._writer: asyncio.Task[None] | None = None
+        # Run before each group is written (in the I/O thread): raises ProjectMoved when the
+        # project's directory is no longer the one opened. Set by the project that owns the log.
+        self.guard: Callable[[], None] | None = None
+        self.moved = False  # a write found the directory removed or replaced: reopen it
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -103,6 +120,8 @@ class ProjectLog:
         self._wake.set()
         if self._writer is not None:
             await self._writer
+        async with self.changed:
+            self.changed.notify_all()  # live readers end: nothing more comes to this log
         self.store.close()
 
     @property
@@ -118,6 +137,10 @@ class ProjectLog:
         if self._failure is not None:
             raise type(self._failure)(str(self._failure))
         if self._closing:
+            if self.moved:  # closed because its directory was replaced: the caller writes to the new one
+                raise ProjectMoved(
+                    f"the directory {self.project_dir} was removed or replaced; it is opened again"
+                )
             raise Busy("the daemon is shutting down; retry")
         if self._pending_events + len(events) > self.settings.queue_max_events and self._pending_events:
             raise Busy(f"write queue full ({self._pending_events} events waiting); retry shortly")
@@ -136,7 +159,8 @@ class ProjectLog:
                 group = self._take_group()
                 try:
                     results, sequence, chain = await loop.run_in_executor(self._io, self._write_group, group)
-                except DiskFull as exc:
+                except (DiskFull, OutOfDescriptors, ProjectMoved) as exc:
+                    self.moved = self.moved or isinstance(exc, ProjectMoved)
                     self._refuse(group, exc)
                     continue
                 except OSError as exc:
@@ -170,14 +194,14 @@ class ProjectLog:
         self._pending_events -= count
         return group
 
-    def _refuse(self, group: list[_Pending], exc: DiskFull) -> None:
+    def _refuse(self, group: list[_Pending], exc: StoreError) -> None:
         """Only this group fails: nothing of it reached the disk, and the next one may fit."""
-        if not self._disk_full_logged:  # once per full-disk episode, not once per publish
-            log.error("%s", exc)
+        if not self._disk_full_logged:  # once per episode, not once per publish
+            (log.warning if isinstance(exc, ProjectMoved) else log.error)("%s", exc)
             self._disk_full_logged = True
         for item in group:
             if not item.done.done():
-                item.done.set_exception(DiskFull(str(exc)))
+                item.done.set_exception(type(exc)(str(exc)))
 
     def _fail(self, group: list[_Pending], exc: OSError) -> None:
         self._failure = WriteFailed(
@@ -207,6 +231,8 @@ class ProjectLog:
             chunks.extend(line for _, line in stored)
             results.append(stored)
         if chunks:
+            if self.guard is not None:
+                self.guard()
             self.store.write(chunks, self.committed_sequence + 1)
         # Durable now; the writer loop moves the tail forward and answers the publishers.
         return results, sequence, chain
@@ -240,9 +266,13 @@ class ProjectLog:
         return removal
 
     async def wait_beyond(self, sequence: int) -> None:
-        """Return once a record after `sequence` is committed."""
+        """Return once a record after `sequence` is committed, or the log is closing."""
         async with self.changed:
-            await self.changed.wait_for(lambda: self.committed_sequence > sequence)
+            await self.changed.wait_for(lambda: self.committed_sequence > sequence or self._closing)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     # -- reading -------------------------------------------------------------------------
 
