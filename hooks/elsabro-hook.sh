@@ -73,6 +73,7 @@ send() {  # $1: what curl reads (a file, or - for stdin)
 # The first hook of a project may come before any daemon opened it: keep the payloads out of git
 # as the daemon does (the same .elsabro/.gitignore, written only where there is none).
 new_spool() {
+    [ -d "$project" ] || return 1  # a directory that is gone is no project to make again
     mkdir -p "$spool" || return
     [ -e "$project/.elsabro/.gitignore" ] ||
         printf '# Written by elsabro: the event log and its working files stay out of git.\n*\n!.gitignore\n!config.json\n!config.schema.json\n' \

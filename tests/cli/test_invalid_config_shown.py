@@ -7,22 +7,16 @@ nothing else showed at all.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
-from support import DaemonProcess, World, wait_until
+from support import DaemonProcess, World, configure, wait_until
 
 GOOD = {"name": "audit", "topic": "a.b", "handler": {"type": "append", "path": "audit.jsonl"}}
 BROKEN = {"name": "audit", "topic": "a.b", "handler": {"type": "append"}}
 
 
 def write_config(world: World, subscriptions: list[dict[str, Any]]) -> None:
-    path = world.project / ".elsabro" / "config.json"
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    temporary = path.with_name("config.json.partial")
-    temporary.write_text(json.dumps({"subscriptions": subscriptions}))
-    os.replace(temporary, path)
+    configure(world, {"subscriptions": subscriptions})  # trusted, as its user would
 
 
 def daemon_log(world: World) -> str:

@@ -6,14 +6,12 @@ used to start a reload, since inotify reports opening and closing a file too.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import time
 from typing import Any
 
-from support import DaemonProcess, World, wait_until
+from support import DaemonProcess, World, configure, wait_until
 
 
 def daemon_log(world: World) -> str:
@@ -26,15 +24,11 @@ def reloads(world: World) -> int:
 
 
 def write_config(world: World, names: list[str]) -> None:
-    path = world.project / ".elsabro" / "config.json"
-    path.parent.mkdir(mode=0o700, exist_ok=True)
     subs: list[dict[str, Any]] = [
         {"name": name, "topic": "a.b", "handler": {"type": "append", "path": f"{name}.jsonl"}}
         for name in names
     ]
-    temporary = path.with_name("config.json.partial")
-    temporary.write_text(json.dumps({"subscriptions": subs}))
-    os.replace(temporary, path)
+    configure(world, {"subscriptions": subs})  # trusted, and replaced whole
 
 
 def subscriptions(world: World) -> list[str]:

@@ -8,20 +8,15 @@ the log without bound). A real daemon, real `sh` handlers.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from support import DaemonProcess, World, wait_until
+from support import DaemonProcess, World, configure, wait_until
 
 FAILED = "event.handler.failed"
 
 
 def write_config(world: World, config: dict[str, Any]) -> None:
-    path = world.project / ".elsabro" / "config.json"
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    temporary = path.with_name("config.json.partial")
-    temporary.write_text(json.dumps(config))
-    os.replace(temporary, path)
+    configure(world, config)  # trusted, and replaced whole
 
 
 def failing(name: str) -> dict[str, Any]:

@@ -48,9 +48,6 @@ WRITER_LOCK = Path(".elsabro") / "writer.lock"
 
 # Keeps the log and every working file out of git, while a config file is committed.
 GITIGNORE = """\
-# Held by whichever process writes the project's log: the daemon, or an embedded EventBus.
-WRITER_LOCK = Path(".elsabro") / "writer.lock"
-
 # Written by elsabro: the event log and its working files stay out of git.
 *
 !.gitignore
