@@ -183,7 +183,9 @@ def test_a_flood_of_unauthenticated_clients_costs_bounded_memory_and_the_socket_
     assert peak_kib <= 2 * idle_kib, f"the daemon grew from {idle_kib} KiB to a peak of {peak_kib} KiB"
     # Descriptors too: the TCP listener's limit, not the number of attackers (those served,
     # and at most one accept burst, the backlog of the same size, about to be closed), plus a
-    # few for the owner's CLI connections and the project's files.
-    assert max_fds <= idle_fds + 2 * world.settings.max_tcp_connections + 24, (idle_fds, max_fds)
+    # few for the owner's CLI connections, the project's files and the descriptors held in
+    # reserve for the log (core/descriptors.py). Without the limit it reached about 1,000.
+    limit = world.settings.max_tcp_connections
+    assert max_fds <= idle_fds + 3 * limit + 24, (idle_fds, max_fds)
     topics = [record["topic"] for record in world.events()]
     assert topics == ["warm.up"] + ["during.flood"] * 4

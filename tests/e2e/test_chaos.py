@@ -5,8 +5,8 @@ Messages API, so every hook of the batch before has finished), the test:
 
   1. fills the disk under the project's log, and frees it again;
   2. pauses the daemon (SIGSTOP): the hooks of that batch time out;
-  3. kills the paused daemon (SIGKILL): the next hook finds a dead socket, spools and
-     starts a new daemon itself;
+  3. kills the paused daemon (SIGKILL): the next hooks find a dead socket and spool; then
+     the daemon is started again;
   4. replaces the project directory by a copy of itself (a new directory at the same
      path, as `rm -rf repo && git clone` or a restore from a backup makes one).
 
@@ -30,13 +30,14 @@ import pytest
 from test_claude_code import assert_session_recorded, claude_world, expected_topics
 
 from fake_anthropic import Block, FakeAnthropic
-from run_claude import ensure_claude, run_claude
+from run_claude import cache_dir, ensure_claude, run_claude
 from scenario import FINAL_TEXT, Scenario
-from support import REPO, DaemonProcess, World, wait_until
+from support import DaemonProcess, World, wait_until
 
 pytestmark = pytest.mark.e2e
 
 LOG_FS_BYTES = 8 * 1024 * 1024
+VERSION = "2.1.197"  # the chaos is elsabro's; one version of the CLI is enough to drive it
 
 
 class ChaosScenario(Scenario):
@@ -96,7 +97,7 @@ def spool_empty(project: Path) -> bool:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small filesystem to fill needs root")
 def test_a_session_through_pause_kill_restart_replacement_and_full_disk(world: World) -> None:
-    claude = ensure_claude(REPO / ".cache" / "claude-code")
+    claude = ensure_claude(cache_dir(VERSION), VERSION)
     env = claude_world(world, claude)
     # A daemon the hooks start inherits this: drain what a full disk left behind quickly.
     env["ELSABRO_MAINTENANCE_INTERVAL_S"] = "0.2"
@@ -126,6 +127,11 @@ def test_a_session_through_pause_kill_restart_replacement_and_full_disk(world: W
                 if daemon.process is not None and daemon.process.pid == stopped[-1]:
                     daemon.process.wait(timeout=10)
 
+        def restart() -> None:
+            # As the user, or the next hook after its start attempt's 10 s, would: the hooks of
+            # the paused daemon tried a start already, which the paused daemon's lock refused.
+            world.cli("daemon", "start")
+
         def replace() -> None:
             # Everything so far stored: the copy carries the whole log, as a backup would.
             wait_until(lambda: spool_empty(project), timeout_s=30, what="the spool drained")
@@ -134,7 +140,7 @@ def test_a_session_through_pause_kill_restart_replacement_and_full_disk(world: W
             os.rename(project, old)  # the CLI's working directory moves with it
             os.rename(copy, project)
 
-        actions = {1: disk_full, 2: disk_freed, 3: pause, 4: kill, 6: replace}
+        actions = {1: disk_full, 2: disk_freed, 3: pause, 4: kill, 5: restart, 6: replace}
         scenario = ChaosScenario(str(project), dict(actions))
         with FakeAnthropic(scenario) as api:
             run = run_claude(claude, project, world.home, api.base_url, extra_env=env, timeout=240)
@@ -143,13 +149,13 @@ def test_a_session_through_pause_kill_restart_replacement_and_full_disk(world: W
         assert run.returncode == 0, run.stdout + run.stderr
         assert run.stdout.strip() == FINAL_TEXT  # the hook printed nothing into the session
 
-        expected = sum(expected_topics().values())
+        expected = sum(expected_topics(VERSION).values())
         wait_until(lambda: spool_empty(project), timeout_s=30, what="the new directory's spool drained")
         wait_until(lambda: len(world.events()) >= expected, timeout_s=30, what="every event in the new log")
         records = world.events()
         assert len(records) == expected, sorted(r["topic"] for r in records)
         assert len({r["id"] for r in records}) == expected
-        assert_session_recorded(records)
+        assert_session_recorded(records, VERSION)
         verify = world.cli("verify")
         assert "intact" in verify.stdout
         # Nothing went to the moved-away copy after the replacement.

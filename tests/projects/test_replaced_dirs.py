@@ -76,8 +76,8 @@ def test_events_after_a_replacement_land_in_the_new_directory(world: World, how:
 
 def test_the_old_directorys_consumers_stop(world: World) -> None:
     """An append subscription of the old directory stops writing there once it is replaced."""
-    out = world.root / "handled.jsonl"
-    handler = {"type": "append", "path": str(out)}
+    out = world.project / "handled.jsonl"  # an append path stays inside its project
+    handler = {"type": "append", "path": "handled.jsonl"}
     configure(world, {"subscriptions": [{"name": "copy", "pattern": "#", "handler": handler}]})
     DaemonProcess(world).start()
     world.client().publish({"topic": "one"})
@@ -85,12 +85,14 @@ def test_the_old_directorys_consumers_stop(world: World) -> None:
 
     _moved_aside(world)
     (world.project / ".elsabro" / "config.json").unlink()  # the new directory subscribes to nothing
+    out.unlink()  # the copy's; the old directory's own stays in old/
     world.client().publish({"topic": "two"})
     world.client().publish({"topic": "three"})
     assert [r["topic"] for r in world.events()] == ["one", "two", "three"]
     old_log = sorted((world.root / "old" / ".elsabro" / "events").glob("segment-*.jsonl"))
     assert sum(len(p.read_bytes().splitlines()) for p in old_log) == 1
-    assert out.read_text().count("\n") == 1, "the old directory's subscription still ran"
+    assert not out.exists(), "the old directory's subscription still ran"
+    assert (world.root / "old" / "handled.jsonl").read_text().count("\n") == 1
 
 
 def test_a_follower_of_the_old_directory_is_ended(world: World) -> None:
