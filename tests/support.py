@@ -86,12 +86,16 @@ class World:
         return result
 
     def events(self) -> list[dict[str, Any]]:
-        """Every stored record of the project, read straight from the segment files."""
+        """Every stored record of the project, read straight from the segment files.
+
+        Only whole lines: a large record the daemon is writing right now may be read half written.
+        """
         import json
 
         records = []
         for path in sorted((self.project / ".elsabro" / "events").glob("segment-*.jsonl")):
-            records.extend(json.loads(line) for line in path.read_bytes().splitlines())
+            whole = path.read_bytes().rpartition(b"\n")[0]
+            records.extend(json.loads(line) for line in whole.splitlines())
         return records
 
 
