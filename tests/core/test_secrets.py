@@ -13,7 +13,7 @@ import pytest
 
 from elsabro.core.errors import ElsabroError
 from elsabro.core.redact import Rules, redact_event, redact_value
-from elsabro.daemon.process import RedactingFilter
+from elsabro.daemon.logs import RedactingFilter
 from receiver import Receiver
 from support import DaemonProcess, World, configure, payload, run_hook, wait_until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from elsabro.daemon.logfilter import RepeatFilter
+from elsabro.daemon.logs import RepeatFilter
 
 
 def records(logger: logging.Logger, stream: list[str], window_s: float) -> None:

@@ -9,7 +9,6 @@ unit, milliseconds (`retryDelay`, `timeout`). `ProjectConfig.model_json_schema()
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -22,6 +21,7 @@ from pydantic.alias_generators import to_camel
 
 from elsabro.config.secrets import SecretValue, resolve
 from elsabro.core.errors import UsageError
+from elsabro.core.graphs import strongly_connected
 from elsabro.core.redact import Rules, check_linear_pattern
 from elsabro.core.topics import TopicIndex, check_pattern, check_topic, matches
 
@@ -361,65 +361,10 @@ def _publish_loops(subscriptions: list[Subscription]) -> list[str]:
     for s in publishers:
         edges[s.name].update(selecting.lookup(s.handler.topic))  # type: ignore[union-attr]
     looping = {name for name in names if name in edges[name]}
-    for component in _strongly_connected(names, edges):
+    for component in strongly_connected(names, edges):
         if len(component) > 1:
             looping.update(component)
     return [f"subscription {name!r} republishes into itself (a loop)" for name in names if name in looping]
-
-
-def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[list[str]]:
-    """Tarjan's strongly connected components."""
-    tarjan = _Tarjan(edges)
-    for node in nodes:
-        if node not in tarjan.index:
-            tarjan.visit(node)
-    return tarjan.components
-
-
-class _Tarjan:
-    """Tarjan's algorithm with an explicit stack instead of recursion (a chain may be long)."""
-
-    def __init__(self, edges: dict[str, set[str]]) -> None:
-        self.edges = edges
-        self.index: dict[str, int] = {}
-        self.low: dict[str, int] = {}
-        self.stack: list[str] = []
-        self.on_stack: set[str] = set()
-        self.components: list[list[str]] = []
-
-    def visit(self, root: str) -> None:
-        work = [self._enter(root)]
-        while work:
-            node, following = work[-1]
-            for child in following:
-                if child not in self.index:
-                    work.append(self._enter(child))
-                    break
-                if child in self.on_stack:
-                    self.low[node] = min(self.low[node], self.index[child])
-            else:
-                work.pop()
-                if work:
-                    parent = work[-1][0]
-                    self.low[parent] = min(self.low[parent], self.low[node])
-                if self.low[node] == self.index[node]:
-                    self._close(node)
-
-    def _enter(self, node: str) -> tuple[str, Iterator[str]]:
-        self.index[node] = self.low[node] = len(self.index)
-        self.stack.append(node)
-        self.on_stack.add(node)
-        return node, iter(sorted(self.edges[node]))
-
-    def _close(self, root: str) -> None:
-        component = []
-        while True:
-            member = self.stack.pop()
-            self.on_stack.discard(member)
-            component.append(member)
-            if member == root:
-                break
-        self.components.append(component)
 
 
 def one_line(exc: ValidationError) -> str:

@@ -21,12 +21,7 @@ import hmac
 import logging
 import logging.handlers
 import os
-import resource
-import secrets
 import signal
-import socket
-import struct
-import sys
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -36,14 +31,24 @@ from typing import Any
 
 from elsabro.config import trust
 from elsabro.config.files import CONFIG_FILE
-from elsabro.core import descriptors, durable, redact
-from elsabro.core.errors import ConfigError, DaemonAlreadyRunning, DaemonError, ElsabroError, Unauthorized
+from elsabro.core import descriptors
+from elsabro.core.errors import ConfigError, ElsabroError, Unauthorized
 from elsabro.core.model import Event
 from elsabro.core.settings import Settings
 from elsabro.daemon.client import check_socket_file
 from elsabro.daemon.http import Authorize, Request, Response, serve_connection
-from elsabro.daemon.logfilter import RepeatFilter
+from elsabro.daemon.logs import setup_logging
 from elsabro.daemon.server import Server
+from elsabro.daemon.system import (
+    acquire_lock,
+    detach_stdio,
+    listen_backlog,
+    load_token,
+    log_descriptor_errors_briefly,
+    peer_uid,
+    prepare_socket_dir,
+    raise_fd_limit,
+)
 from elsabro.daemon.watcher import Watcher
 from elsabro.ingest.spool import is_spool_file, pending, spool_dir
 from elsabro.projects.project import Project, Projects
@@ -64,46 +69,6 @@ def package_version() -> str:
         return version("elsabro")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-def prepare_socket_dir(path: Path) -> None:
-    """Create the socket's directory owner-only, and refuse one that another user owns."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
-    if info.st_uid != os.getuid():
-        raise DaemonError(f"{path} belongs to another user; set ELSABRO_SOCKET to a directory of yours")
-    if info.st_mode & 0o077:
-        os.chmod(path, 0o700)
-
-
-def listen_backlog() -> int:
-    """The system's largest listen backlog: a burst of hooks connecting at once is queued by
-    the kernel, not refused (asyncio's default of 100 refused the rest of 1,000)."""
-    try:
-        return max(int(Path("/proc/sys/net/core/somaxconn").read_text()), socket.SOMAXCONN)
-    except (OSError, ValueError):
-        return socket.SOMAXCONN
-
-
-def acquire_lock(lock_path: Path) -> int:
-    """An exclusive flock on the lock file, held for the daemon's whole life."""
-    fd = durable.try_lock(lock_path)
-    if fd is None:
-        raise DaemonAlreadyRunning(f"another elsabro daemon holds {lock_path}")
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def peer_uid(sock: socket.socket) -> int | None:
-    """The uid of the process at the other end, where the OS tells it."""
-    if hasattr(socket, "SO_PEERCRED"):  # Linux
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return int(struct.unpack("3i", creds)[1])
-    if sys.platform == "darwin":  # LOCAL_PEERCRED on SOL_LOCAL: struct xucred, cr_uid after cr_version
-        creds = sock.getsockopt(0, 0x001, struct.calcsize("Ii16i"))
-        return int(struct.unpack("Ii16i", creds)[1])
-    return None
 
 
 class Daemon:
@@ -162,7 +127,7 @@ class Daemon:
         prepare_socket_dir(settings.socket_path.parent)
         self._lock_fd = acquire_lock(settings.lock_path)
         descriptors.reserve()  # for a segment roll when connections have taken every descriptor
-        _log_descriptor_errors_briefly(asyncio.get_running_loop())
+        log_descriptor_errors_briefly(asyncio.get_running_loop())
         if check_socket_file(settings.socket_path):
             settings.socket_path.unlink()  # left by a daemon that was killed; the lock says it is gone
         if settings.tcp_port:  # before the socket: a daemon that answers has all its listeners
@@ -413,89 +378,6 @@ class Daemon:
             self._in_flight -= 1
 
 
-def load_token(path: Path) -> str:
-    """The TCP listener's token: read, or made (random, 256 bits) and saved owner-only."""
-    try:
-        token = path.read_text().strip()
-        if token:
-            return token
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    durable.write_atomically(path, token.encode(), 0o600)
-    return token
-
-
-def raise_fd_limit() -> int:
-    """Raise the soft limit on open files to the hard limit; the soft limit now.
-
-    Each connection holds a descriptor and each open project several (its lock, its
-    segment, watches); the usual soft limit of 1,024 is reached by a busy daemon long
-    before the hard one.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
-    if sys.platform == "darwin":
-        wanted = min(wanted, 10_240)  # OPEN_MAX: setrlimit refuses more there
-    if wanted > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-            soft = wanted
-        except (ValueError, OSError) as exc:
-            log.warning("could not raise the open-files limit from %d to %d: %s", soft, wanted, exc)
-    return soft
-
-
-def _log_descriptor_errors_briefly(loop: asyncio.AbstractEventLoop) -> None:
-    """An `accept()` out of descriptors is retried by asyncio each second: one line, no traceback."""
-
-    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        if isinstance(exc, OSError) and descriptors.exhausted(exc):
-            log.error("out of file descriptors: %s (%s); retrying", context.get("message"), exc.strerror)
-            return
-        loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handle)
-
-
-def setup_logging(settings: Settings, *, foreground: bool) -> None:
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        settings.log_dir / "daemon.log", maxBytes=5 * 1024 * 1024, backupCount=3
-    )
-    handler.addFilter(RepeatFilter())  # a storm of one error never fills the log
-    handlers: list[logging.Handler] = [handler]
-    if foreground:
-        handlers.append(logging.StreamHandler())
-    for each in handlers:  # on the handlers, so every logger's records pass it (httpx's too)
-        each.addFilter(RedactingFilter())
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-
-
-class RedactingFilter(logging.Filter):
-    """Secrets out of every log line: the message with its arguments (a request URL with its
-    credentials, a handler's stderr) and a traceback's text are redacted before formatting."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            message = str(record.msg)
-        record.msg, record.args = redact.scrub(message), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact.scrub(record.exc_text)
-        record.exc_info = None
-        return True
-
-
 def run(settings: Settings, *, foreground: bool = True, open_at_start: list[str] | None = None) -> None:
     """Run the daemon until it is stopped (the body of `elsabro daemon run`)."""
     setup_logging(settings, foreground=foreground)
@@ -520,14 +402,7 @@ def run(settings: Settings, *, foreground: bool = True, open_at_start: list[str]
         await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
         if not foreground and daemon.ready.is_set():
-            _detach_stdio()  # start-up errors reached the starter; from now on only the log file
+            detach_stdio()  # start-up errors reached the starter; from now on only the log file
         await serving
 
     asyncio.run(main())
-
-
-def _detach_stdio() -> None:
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
