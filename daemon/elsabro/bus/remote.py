@@ -168,11 +168,18 @@ class ClientBackend:
                         continue
                     after = message["event"]["sequence"] - 1  # one in flight: all before it is done
                     await self._attempt(subscriber, message["event"])
-            except (ElsabroError, httpx.TransportError, ValueError) as exc:
+            except Exception as exc:  # anything but a cancel: a durable subscription must not just end
                 if not ready.done():  # the first subscribe: the caller hears why
                     ready.set_exception(exc if isinstance(exc, ElsabroError) else DaemonError(str(exc)))
                     return
-                log.info("%s: reconnecting (%s)", subscriber.selection.name, exc)
+                expected = isinstance(exc, (ElsabroError, httpx.TransportError, ValueError))
+                log.log(
+                    logging.INFO if expected else logging.WARNING,
+                    "%s: reconnecting (%s: %s)",
+                    subscriber.selection.name,
+                    type(exc).__name__,
+                    exc,
+                )
                 if isinstance(exc, DaemonNotRunning) and self.start_daemon:
                     with contextlib.suppress(DaemonError):  # it failed to start: try again later
                         await self._revive()
